@@ -276,3 +276,188 @@ class GenerationResult:
     def audio_int16(self) -> np.ndarray:
         """The audio as PCM 16 (derived, never stored twice)."""
         return (np.clip(self.audio, -1.0, 1.0) * 32767.0).astype(np.int16)
+
+
+# --- Fingerprint: the JSON written beside every cloned wav (see fingerprint.py) -------------
+
+#: Version of the fingerprint JSON layout; ``fingerprint.schema.json`` validates it.
+#: Bump the minor number for added optional fields, the major one for anything else.
+FINGERPRINT_SCHEMA_VERSION = "1.0"
+
+
+@dataclass(frozen=True)
+class ReferenceInfo:
+    """The voice a clone was made from."""
+
+    name: str
+    """File name of the reference clip, or the voice-library name."""
+    kind: str
+    """``"file"`` (--ref, /load), ``"recording"`` (the microphone) or ``"voice"`` (/voice use)."""
+    sha256: str | None
+    """SHA-256 of the reference audio (None when unknown)."""
+    transcript: str | None = None
+    """Transcript of the reference (ICL mode), else None."""
+    profile: VoiceProfile | None = None
+    """The reference's Voice DNA and emotion."""
+    emotion_unavailable: str | None = None
+    """Why the reference has no emotion estimate (None when it has one)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "sha256": self.sha256,
+            "transcript": self.transcript,
+            "voice_dna": self.profile.prosody.to_dict() if self.profile is not None else None,
+            "emotion": _emotion_dict(self.profile),
+            "emotion_unavailable": self.emotion_unavailable,
+        }
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Which model made a clone, and how."""
+
+    model_id: str
+    size: str
+    """``"0.6b"``, ``"1.7b"`` or ``"tiny"``."""
+    dtype: str
+    device: str
+    mode: str
+    """Voice-prompt mode: ``"xvector"`` or ``"icl"``."""
+    seed: int | None = None
+    kind: str = "base"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.model_id,
+            "size": self.size,
+            "kind": self.kind,
+            "dtype": self.dtype,
+            "device": self.device,
+            "mode": self.mode,
+            "seed": None if self.seed is None else int(self.seed),
+        }
+
+
+@dataclass(frozen=True)
+class SynthesisTimings:
+    """Wall-clock seconds of each step of one clone."""
+
+    synthesis_s: float
+    real_time_factor: float
+    """synthesis_s / audio duration (lower is faster)."""
+    time_to_first_audio_s: float | None = None
+    analysis_s: float | None = None
+    """Analysis of the reference (Voice DNA + emotion)."""
+    prompt_s: float | None = None
+    """Building the voice prompt from the reference."""
+    output_analysis_s: float | None = None
+    """Analysis of the clone's own audio."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "analysis_s": _f(self.analysis_s),
+            "prompt_s": _f(self.prompt_s),
+            "synthesis_s": _f(self.synthesis_s),
+            "real_time_factor": _f(self.real_time_factor),
+            "time_to_first_audio_s": _f(self.time_to_first_audio_s),
+            "output_analysis_s": _f(self.output_analysis_s),
+        }
+
+
+@dataclass(frozen=True)
+class OutputAudio:
+    """The wav file of a pair, as written."""
+
+    file: str
+    """File name (no folder), e.g. ``cloned_20260125_101530_123_00.wav``."""
+    sha256: str
+    duration_s: float
+    sample_rate: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "file": self.file,
+            "sha256": self.sha256,
+            "duration_s": _f(self.duration_s),
+            "sample_rate": int(self.sample_rate),
+            "format": "WAV",
+            "subtype": "PCM_16",
+            "channels": 1,
+        }
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """Everything known about one cloned line: the JSON half of an output pair."""
+
+    created_at: str
+    """ISO 8601 with time zone and milliseconds."""
+    text: str
+    language: str
+    reference: ReferenceInfo
+    model: ModelInfo
+    timings: SynthesisTimings
+    similarity: float | None = None
+    """Speaker similarity of the output to the reference (cosine, -1..1; None if unknown)."""
+    output_profile: VoiceProfile | None = None
+    """The clone's own Voice DNA and emotion (None when its audio could not be analysed)."""
+    output_analysis_error: str | None = None
+    output_emotion_unavailable: str | None = None
+    audio: OutputAudio | None = None
+    """Filled in by the pair writer once the wav exists."""
+    schema_version: str = FINGERPRINT_SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.audio is None:
+            raise ValueError("Fingerprint.audio is unset; fingerprint.write_pair fills it in")
+        out = self.output_profile
+        return {
+            "schema_version": self.schema_version,
+            "created_at": self.created_at,
+            "text": self.text,
+            "language": self.language,
+            "audio": self.audio.to_dict(),
+            "reference": self.reference.to_dict(),
+            "output": {
+                "voice_dna": out.prosody.to_dict() if out is not None else None,
+                "voice_dna_error": self.output_analysis_error,
+                "emotion": _emotion_dict(out),
+                "emotion_unavailable": self.output_emotion_unavailable,
+            },
+            "comparison": _compare(self.reference.profile, out),
+            "similarity": _f(self.similarity),
+            "model": self.model.to_dict(),
+            "timings": self.timings.to_dict(),
+        }
+
+
+def _emotion_dict(profile: VoiceProfile | None) -> dict[str, Any] | None:
+    if profile is None or profile.emotion is None:
+        return None
+    return profile.emotion.to_dict()
+
+
+def _compare(ref: VoiceProfile | None, out: VoiceProfile | None) -> dict[str, Any]:
+    """How the clone's pitch, rate, loudness and emotion compare with the reference's."""
+    d: dict[str, Any] = {
+        "pitch_median_semitones": None,
+        "pitch_range_ratio": None,
+        "speaking_rate_ratio": None,
+        "energy_mean_db_diff": None,
+        "emotion_match": None,
+    }
+    if ref is None or out is None:
+        return d
+    rp, op = ref.prosody, out.prosody
+    if rp.pitch.median_hz > 0 and op.pitch.median_hz > 0:
+        d["pitch_median_semitones"] = _f(12.0 * np.log2(op.pitch.median_hz / rp.pitch.median_hz), 2)
+    if rp.pitch.range_semitones > 0:
+        d["pitch_range_ratio"] = _f(op.pitch.range_semitones / rp.pitch.range_semitones, 3)
+    if rp.rate.syllables_per_s > 0:
+        d["speaking_rate_ratio"] = _f(op.rate.syllables_per_s / rp.rate.syllables_per_s, 3)
+    d["energy_mean_db_diff"] = _f(op.energy.mean_db - rp.energy.mean_db, 2)
+    if ref.emotion is not None and out.emotion is not None:
+        d["emotion_match"] = ref.emotion.label == out.emotion.label
+    return d

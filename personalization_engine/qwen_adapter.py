@@ -1,0 +1,893 @@
+"""The Qwen3-TTS adapter: load the model once, turn a reference into a Voice, speak text in it.
+
+Built on the official ``qwen-tts`` package (``Qwen3TTSModel.from_pretrained``, the model's
+``generate``, its speaker encoder and 12 Hz speech tokenizer); this module only adds what users
+need around it::
+
+    model = load_model("0.6b")                      # resident; device/dtype picked for you
+    voice = model.create_voice("me.wav", transcript="What I say in me.wav.")   # once
+    for result in model.generate("Any text, as long as you like.", voice):     # per line
+        play(result.audio)                           # 24 kHz float32, one segment at a time
+    voice.save("voices/me"); Voice.load("voices/me") # safetensors + JSON, no pickle
+
+Generation pipeline per segment (see :meth:`TTSModel.generate`): text -> segments at sentence
+and clause boundaries (``text_segmenter``) -> talker + code predictor produce codec frames
+(``_segment_codes``, capped by a budget derived from the text length) -> the causal 12 Hz
+decoder turns frames into audio (``_decode``; in ICL mode with the last 25 reference frames as
+left context) -> speaker similarity of the output to the voice. Producing frames and decoding
+them are separate steps so that a streaming path can decode chunks as frames arrive.
+
+``GenerationResult.real_time_factor`` is processing time / audio duration (lower is faster;
+mlx-audio uses the name for the inverse). ``peak_memory_gb`` is ``torch.cuda.max_memory_allocated``
+during the segment on CUDA, and the process's peak resident set size so far (``getrusage``) on
+CPU/MPS, in 1e9 bytes.
+
+Heavy packages (torch, qwen_tts) are imported on first use, so importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import gc
+import hashlib
+import logging
+import os
+import sys
+import time
+import weakref
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from ._qwen_hub import MODEL_ALIASES, resolve_model
+from ._qwen_voice import Voice, describe_voice
+from .errors import ModelLoadError, PersonalizationError, ProfileError, SynthesisError
+from .schema import AudioClip, GenerationResult, VoiceProfile
+from .text_segmenter import Segment, frame_budget, split_text
+
+__all__ = [
+    "load_model", "TTSModel", "Voice", "describe_voice", "SUPPORTED_LANGUAGES", "MODEL_ALIASES",
+]
+
+_LOGGER = logging.getLogger(__name__)
+
+#: Output sample rate and codec frame size of the 12 Hz tokenizer (24000 / 1920 = 12.5 fps).
+SAMPLE_RATE = 24_000
+SAMPLES_PER_FRAME = 1920
+#: Silence appended to the trimmed reference before encoding it (s). In ICL mode the model
+#: continues the reference codes; ending them in silence keeps the reference's last phoneme
+#: from leaking into the output and the first new phoneme from being swallowed.
+REF_TAIL_SILENCE_S = 0.5
+#: Reference frames kept as decoder left context in ICL mode: qwen-tts' own chunked decoder
+#: uses 25 frames (2 s) of context between chunks, which covers the causal convolutions.
+LEFT_CONTEXT_FRAMES = 25
+#: Longest text per generate call (characters), ~6 minutes of speech; split longer documents.
+MAX_TEXT_CHARS = 5_000
+MAX_TRANSCRIPT_CHARS = 1_000
+MAX_INSTRUCT_CHARS = 1_000
+MAX_NEW_FRAMES_LIMIT = 8_192
+#: Outputs shorter than this get no similarity (the speaker encoder needs ~0.25 s of audio).
+MIN_SIMILARITY_S = 0.25
+#: Languages of the Qwen3-TTS 12 Hz models ("auto" lets the model decide).
+SUPPORTED_LANGUAGES: tuple[str, ...] = (
+    "auto", "chinese", "english", "german", "italian", "portuguese", "spanish", "japanese",
+    "korean", "french", "russian",
+)
+LANGUAGE_CODES = {
+    "zh": "chinese", "en": "english", "de": "german", "it": "italian", "pt": "portuguese",
+    "es": "spanish", "ja": "japanese", "ko": "korean", "fr": "french", "ru": "russian",
+}
+_DTYPES = {"auto": "auto", "bfloat16": "bfloat16", "bf16": "bfloat16", "float16": "float16",
+           "fp16": "float16", "half": "float16", "float32": "float32", "fp32": "float32"}
+
+_resident: "TTSModel | None" = None
+
+
+# --- loading -----------------------------------------------------------------------------------
+
+
+def load_model(
+    name_or_path: str = "0.6b",
+    *,
+    device: str = "auto",
+    dtype: str = "auto",
+    progress: Callable[[str], None] | None = None,
+    models_dir: str | os.PathLike[str] | None = None,
+) -> "TTSModel":
+    """Load a Qwen3-TTS model once and keep it resident.
+
+    Parameters
+    ----------
+    name_or_path : str
+        ``"0.6b"`` (default), ``"1.7b"``, ``"1.7b-design"``, a hub repo id, or a local folder
+        in the hub layout (e.g. one written by ``make-tiny``).
+    device : {"auto", "cuda", "cuda:N", "mps", "cpu"}
+        ``auto`` picks CUDA > Apple MPS > CPU.
+    dtype : {"auto", "bfloat16", "float16", "float32"}
+        ``auto``: bfloat16 on CUDA (float16 where bf16 is unsupported), float32 on MPS and CPU.
+    progress : callable, optional
+        Receives short status lines (download progress, loading, fallbacks).
+    models_dir : path, optional
+        Folder searched first for local weights (default ``./models`` then the repo's ``models/``).
+
+    Returns
+    -------
+    TTSModel
+        The same object again when called with the same model, device and dtype; a different
+        model replaces (and frees) the resident one.
+
+    Raises
+    ------
+    ProfileError
+        Impossible device/dtype options (checked before any weights are touched).
+    ModelLoadError
+        Weights missing and not downloadable (the message has the download command), or damaged.
+    """
+    global _resident
+    dev, dt, warnings = resolve_device(device, dtype)
+    folder, model_id = resolve_model(name_or_path, models_dir=models_dir, progress=progress)
+    key = (model_id, str(folder.resolve()), dev, dt)
+    if _resident is not None and not _resident.closed and _resident._key == key:
+        return _resident
+    if _resident is not None:
+        _LOGGER.info("freeing %s before loading %s", _resident.model_id, model_id)
+        _resident.close()
+    _report(progress, f"loading {model_id} on {dev} ({dt})")
+    t0 = time.perf_counter()
+    qwen, dev, dt, fallback = _load_with_fallback(lambda d, t: _load_qwen(folder, d, t), dev, dt, progress)
+    model = TTSModel(qwen, model_id=model_id, model_dir=folder, device=dev, dtype=dt, warnings=warnings + fallback)
+    model._key = key
+    _LOGGER.info("loaded %s on %s (%s) in %.1f s", model_id, dev, dt, time.perf_counter() - t0)
+    _resident = model
+    return model
+
+
+def resolve_device(device: str, dtype: str) -> tuple[str, str, list[str]]:
+    """Check and resolve ``device``/``dtype`` (no weights touched); returns (device, dtype, warnings)."""
+    d = str(device).strip().lower()
+    t = _DTYPES.get(str(dtype).strip().lower())
+    if d not in ("auto", "cpu", "cuda", "mps") and not (d.startswith("cuda:") and d[5:].isdigit()):
+        raise ProfileError(f"device {device!r} is not supported; use auto, cuda, cuda:N, mps or cpu")
+    if t is None:
+        raise ProfileError(f"dtype {dtype!r} is not supported; use auto, bfloat16, float16 or float32")
+    torch = _torch()
+    mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+    if d == "auto":
+        d = "cuda" if torch.cuda.is_available() else ("mps" if mps else "cpu")
+    if d.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ProfileError(
+                f"device {device!r} requested but CUDA is not available (torch {torch.__version__}, "
+                f"CUDA build {torch.version.cuda or 'none'}); use device='cpu' or install a CUDA build of torch."
+            )
+        d = "cuda:0" if d == "cuda" else d
+        if int(d[5:]) >= torch.cuda.device_count():
+            raise ProfileError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) present")
+    if d == "mps" and not mps:
+        raise ProfileError("device 'mps' requested but Apple MPS is not available; use device='cpu'")
+    warnings: list[str] = []
+    if t == "auto":
+        t = "float32" if not d.startswith("cuda") else "bfloat16"
+    if t == "float16" and d == "cpu":
+        raise ProfileError("dtype float16 is not supported on CPU (slow or missing kernels); use float32 or bfloat16")
+    if t == "bfloat16" and d.startswith("cuda") and not torch.cuda.is_bf16_supported():
+        warnings.append(f"{torch.cuda.get_device_name(d)} has no bfloat16 support; using float16 instead")
+        _LOGGER.warning(warnings[-1])
+        t = "float16"
+    return d, t, warnings
+
+
+def describe_device(device: str) -> str:
+    """The compute device in words, e.g. ``cuda:0 · NVIDIA H100 80GB HBM3, 79.1 GB`` or ``cpu · 8 threads``."""
+    torch = _torch()
+    if device.startswith("cuda") and torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(device)
+        return f"{device} · {props.name}, {props.total_memory / 1e9:.1f} GB"
+    if device == "mps":
+        return "mps · Apple GPU (Metal)"
+    return f"{device} · CPU, {torch.get_num_threads()} threads"
+
+
+def _load_qwen(folder: Path, device: str, dtype: str) -> Any:
+    torch = _torch()
+    Qwen3TTSModel = import_qwen_tts().Qwen3TTSModel
+    kwargs: dict[str, Any] = {"dtype": getattr(torch, dtype)}
+    if device != "cpu":
+        kwargs["device_map"] = device
+    try:
+        qwen = Qwen3TTSModel.from_pretrained(str(folder), **kwargs)
+    except Exception as exc:
+        if _is_oom(exc):
+            raise
+        raise ModelLoadError(
+            f"could not load the model in {folder}: {type(exc).__name__}: {exc}. The files may be "
+            "incomplete or damaged; delete the folder and download it again."
+        ) from exc
+    qwen.model.eval()
+    return qwen
+
+
+def _load_with_fallback(
+    load: Callable[[str, str], Any], device: str, dtype: str, progress: Callable[[str], None] | None
+) -> tuple[Any, str, str, list[str]]:
+    """``load(device, dtype)``; a CUDA out-of-memory retries on CPU in float32 with a warning."""
+    try:
+        return load(device, dtype), device, dtype, []
+    except Exception as exc:
+        if not (device.startswith("cuda") and _is_oom(exc)):
+            raise
+        msg = (
+            f"not enough GPU memory for the model in {dtype} on {device}; running on CPU in float32 "
+            "instead (much slower). Close other GPU programs or use the smaller '0.6b' model."
+        )
+    _LOGGER.warning(msg)
+    _report(progress, msg)
+    _free_memory()
+    return load("cpu", "float32"), "cpu", "float32", [msg]
+
+
+def _is_oom(exc: BaseException) -> bool:
+    torch = _torch()
+    return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
+
+
+# --- the resident model --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Checked arguments of one generate call."""
+
+    text: str
+    segments: tuple[Segment, ...]
+    language: str
+    sampling: dict[str, Any]
+    seed: int | None
+    max_new_frames: int | None
+    min_new_frames: int | None
+
+
+@dataclass(frozen=True)
+class _Prompt:
+    """A Voice as tensors on the model's device, built once per voice."""
+
+    voice_clone_prompt: dict[str, list[Any]]
+    ref_ids: Any
+    context_codes: Any
+
+
+class TTSModel:
+    """A loaded Qwen3-TTS model (Base for cloning, VoiceDesign for designed voices).
+
+    Made by :func:`load_model`; the constructor wraps an already loaded ``qwen_tts.Qwen3TTSModel``
+    (``bench/build_full_size.py`` uses it for in-memory random-weight models).
+    """
+
+    def __init__(self, qwen: Any, *, model_id: str, model_dir: Path, device: str, dtype: str,
+                 warnings: list[str] | None = None) -> None:
+        cfg = qwen.model.config
+        talker = qwen.model.talker
+        # The value transformers sets by itself for open-ended generation, minus its warning.
+        talker.generation_config.pad_token_id = talker.config.codec_eos_token_id
+        self._qwen = qwen
+        self.model_id = model_id
+        self.model_dir = Path(model_dir)
+        self.device = device
+        self.dtype = dtype
+        self.kind: str = str(cfg.tts_model_type)
+        self.size: str = {"0b6": "0.6B", "1b7": "1.7B"}.get(str(cfg.tts_model_size), str(cfg.tts_model_size))
+        self.sample_rate = int(qwen.model.speech_tokenizer.get_output_sample_rate())
+        self.samples_per_frame = int(qwen.model.speech_tokenizer.get_decode_upsample_rate())
+        self.languages: tuple[str, ...] = tuple(sorted(str(x).lower() for x in qwen.get_supported_languages()))
+        self.warnings: list[str] = list(warnings or [])
+        self._prompts: weakref.WeakKeyDictionary[Voice, _Prompt] = weakref.WeakKeyDictionary()
+        self._key: tuple[str, ...] | None = None
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"{self.device}, {self.dtype}"
+        return f"TTSModel({self.model_id!r}, kind={self.kind!r}, size={self.size!r}, {state})"
+
+    @property
+    def closed(self) -> bool:
+        return self._qwen is None
+
+    def close(self) -> None:
+        """Free the weights (and the CUDA cache); the object is unusable afterwards."""
+        global _resident
+        if self._qwen is None:
+            return
+        self._prompts = weakref.WeakKeyDictionary()
+        self._qwen = None
+        if _resident is self:
+            _resident = None
+        _free_memory()
+
+    # -- voices --------------------------------------------------------------------------------
+
+    def create_voice(
+        self,
+        reference: str | os.PathLike[str] | AudioClip | tuple[np.ndarray, int],
+        *,
+        transcript: str | None = None,
+        name: str | None = None,
+        profile: VoiceProfile | None = None,
+        analyze: bool = True,
+    ) -> Voice:
+        """Compute the voice prompt of a reference clip once.
+
+        Parameters
+        ----------
+        reference : path, AudioClip or (samples, sample_rate)
+            3-15 s of one speaker; loaded, validated and trimmed by ``audio_io.load_audio``.
+        transcript : str, optional
+            What the reference says. Given: ICL mode (speaker embedding + reference codes; the
+            closest clone). Omitted: x-vector mode (speaker embedding only).
+        name : str, optional
+            Label stored with the voice (default: the file name).
+        profile : VoiceProfile, optional
+            The reference's Voice DNA if already measured; otherwise it is measured here when
+            ``analyze`` and the analysis layer is available (failures are logged, not raised).
+
+        Raises
+        ------
+        AudioInputError
+            Missing, silent, or too short (< 1 s of speech) reference.
+        ProfileError
+            Bad transcript, or a VoiceDesign model (it has no speaker encoder).
+        """
+        self._require("base", "create_voice")
+        transcript = _check_transcript(transcript)
+        clip = _load_reference(reference)
+        warnings = list(clip.warnings)
+        from .audio_io import MAX_CLIP_S
+
+        if transcript and clip.original_duration_s > MAX_CLIP_S:
+            warnings.append(
+                f"the reference is {clip.original_duration_s:.0f} s and was cut to its best "
+                f"{clip.duration_s:.0f} s, so the transcript no longer matches it; using x-vector mode. "
+                "Trim the clip to under 30 s to use the transcript."
+            )
+            _LOGGER.warning(warnings[-1])
+            transcript = None
+        t0 = time.perf_counter()
+        prepared = prepare_reference(clip.samples)
+        embedding = self._speaker_embedding(clip.samples)
+        codes = self._encode_reference(prepared) if transcript else None
+        prompt_s = time.perf_counter() - t0
+        if profile is None and analyze:
+            profile = _analyze_reference(clip)
+        return Voice(
+            mode="icl" if transcript else "xvector", speaker_embedding=embedding, ref_codes=codes,
+            transcript=transcript, name=name or _reference_name(reference), reference_sha256=_sha256(reference, clip),
+            profile=profile, model_id=self.model_id, reference_duration_s=clip.duration_s,
+            created_at=datetime.now(timezone.utc).isoformat(timespec="milliseconds"), warnings=tuple(warnings),
+            extra={"prompt_s": round(prompt_s, 4), "prepared_duration_s": len(prepared) / SAMPLE_RATE},
+        )
+
+    def similarity(self, audio: np.ndarray, voice: Voice, *, sample_rate: int = SAMPLE_RATE) -> float:
+        """Cosine similarity (-1..1) of the speaker embeddings of ``audio`` and of ``voice``.
+
+        Both embeddings come from this Base model's own ECAPA speaker encoder (the one that
+        makes the voice prompt), so 1.0 means the encoder hears the same speaker.
+        """
+        self._require("base", "similarity")
+        self._check_voice(voice)
+        from .audio_io import check_samples, resample
+
+        samples = np.asarray(audio, dtype=np.float32).reshape(-1)
+        check_samples(samples, source="audio")
+        if sample_rate != SAMPLE_RATE:
+            samples = resample(samples, int(sample_rate), SAMPLE_RATE)
+        if len(samples) < MIN_SIMILARITY_S * SAMPLE_RATE:
+            raise ProfileError(f"audio is {len(samples) / SAMPLE_RATE:.2f} s; similarity needs at least {MIN_SIMILARITY_S} s")
+        return _cosine(self._speaker_embedding(samples), voice.speaker_embedding)
+
+    # -- generation ----------------------------------------------------------------------------
+
+    def generate(self, text: str, voice: Voice, *, language: str = "auto", temperature: float | None = None,
+                 top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
+                 max_new_frames: int | None = None, _min_new_frames: int | None = None) -> Iterator[GenerationResult]:
+        """Speak ``text`` in ``voice``, one :class:`GenerationResult` per segment.
+
+        All arguments are checked before anything runs (errors are raised by this call, not by
+        the first ``next``). Long text is split at sentence/clause boundaries (see
+        ``text_segmenter``); each result's ``extra["pause_after_s"]`` is the pause to leave
+        after it, which :meth:`synthesize` inserts.
+
+        Parameters
+        ----------
+        text : str
+            1 to MAX_TEXT_CHARS characters.
+        voice : Voice
+            From :meth:`create_voice` or ``Voice.load`` (made with a model of the same width).
+        language : str
+            ``auto`` or one of SUPPORTED_LANGUAGES (ISO codes such as ``en`` work too).
+        temperature, top_k, top_p : optional
+            Talker sampling (defaults from the checkpoint's generation_config.json: 0.9, 50, 1.0).
+            ``temperature=0`` is greedy decoding (talker and code predictor).
+        seed : int, optional
+            Makes the output reproducible (segment i uses seed + i; the global RNG is untouched).
+        max_new_frames : int, optional
+            Cap on codec frames per segment (12.5 per second) on top of the text-length budget.
+        _min_new_frames : int, optional
+            Benchmark-only: suppress end-of-speech until this many frames, so random-weight
+            models generate a fixed length (``bench/bench_synthesis.py``). Not for users.
+        """
+        self._require("base", "generate")
+        plan = self._plan(text, language, temperature, top_k, top_p, seed, max_new_frames, _min_new_frames)
+        prompt = self._prompt_for(voice)
+        return self._run(plan, functools.partial(self._clone_inputs, prompt=prompt), prompt.context_codes, voice)
+
+    def synthesize(self, text: str, voice: Voice, **kwargs: Any) -> GenerationResult:
+        """:meth:`generate` with the segments joined by their pauses into one final result."""
+        results = list(self.generate(text, voice, **kwargs))
+        return join_results(results, text=text, similarity=lambda audio: self._output_similarity(audio, voice))
+
+    def generate_design(self, text: str, instruct: str, *, language: str = "auto", temperature: float | None = None,
+                        top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
+                        max_new_frames: int | None = None, _min_new_frames: int | None = None) -> Iterator[GenerationResult]:
+        """Speak ``text`` in a voice described by ``instruct`` (VoiceDesign model only).
+
+        ``instruct`` is natural language, e.g. from :func:`describe_voice`; empty means none.
+        Design then clone: ``synthesize_design`` here, then ``create_voice`` on a Base model
+        from the designed audio, to keep that voice for every later line.
+        """
+        self._require("voice_design", "generate_design")
+        if not isinstance(instruct, str) or len(instruct) > MAX_INSTRUCT_CHARS:
+            got = type(instruct).__name__ if not isinstance(instruct, str) else f"{len(instruct)} characters"
+            raise ProfileError(f"instruct must be a string of at most {MAX_INSTRUCT_CHARS} characters, got {got}")
+        plan = self._plan(text, language, temperature, top_k, top_p, seed, max_new_frames, _min_new_frames)
+        q = self._qwen
+        instruct_ids = q._tokenize_texts([q._build_instruct_text(instruct)])[0] if instruct.strip() else None
+        return self._run(plan, functools.partial(self._design_inputs, instruct_ids=instruct_ids), None, None)
+
+    def synthesize_design(self, text: str, instruct: str, **kwargs: Any) -> GenerationResult:
+        """:meth:`generate_design` joined into one final result."""
+        return join_results(list(self.generate_design(text, instruct, **kwargs)), text=text)
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _require(self, kind: str, what: str) -> None:
+        if self._qwen is None:
+            raise ModelLoadError(f"{self.model_id} was closed; call load_model() again before {what}")
+        if self.kind != kind:
+            need = "a Base model ('0.6b' or '1.7b')" if kind == "base" else "the VoiceDesign model ('1.7b-design')"
+            raise ProfileError(f"{what} needs {need}; {self.model_id} is a {self.kind} model")
+
+    def _plan(self, text: str, language: str, temperature: float | None, top_k: int | None, top_p: float | None,
+              seed: int | None, max_new_frames: int | None, min_new_frames: int | None) -> _Plan:
+        segments = tuple(split_text(_check_text(text)))
+        lang = self._check_language(language)
+        sampling = _check_sampling(temperature, top_k, top_p)
+        for name, value, low, high in (("seed", seed, 0, 2**63 - 1), ("max_new_frames", max_new_frames, 1, MAX_NEW_FRAMES_LIMIT),
+                                       ("_min_new_frames", min_new_frames, 1, MAX_NEW_FRAMES_LIMIT)):
+            _check_int(name, value, low, high)
+        if min_new_frames and max_new_frames and min_new_frames > max_new_frames:
+            raise ProfileError(f"_min_new_frames ({min_new_frames}) exceeds max_new_frames ({max_new_frames})")
+        return _Plan(text, segments, lang, sampling, seed, max_new_frames, min_new_frames)
+
+    def _check_language(self, language: str) -> str:
+        lang = str(language).strip().lower() if isinstance(language, str) else ""
+        lang = LANGUAGE_CODES.get(lang, lang)
+        if lang not in self.languages:
+            raise SynthesisError(
+                f"language {language!r} is not supported by {self.model_id}; use 'auto' or one of "
+                f"{', '.join(x for x in self.languages if x != 'auto')} (or their ISO codes, e.g. 'en')."
+            )
+        return lang
+
+    def _check_voice(self, voice: Voice) -> None:
+        if not isinstance(voice, Voice):
+            raise ProfileError(f"voice must be a Voice from create_voice() or Voice.load(), got {type(voice).__name__}")
+        talker = self._qwen.model.config.talker_config
+        if voice.embedding_dim != talker.hidden_size:
+            raise ProfileError(
+                f"voice {voice.name or ''!s} was made with {voice.model_id or 'another model'} (speaker embedding "
+                f"width {voice.embedding_dim}); {self.model_id} needs width {talker.hidden_size}. Recreate the "
+                "voice with create_voice() on this model."
+            )
+        if voice.ref_codes is not None and (voice.ref_codes.shape[1] != talker.num_code_groups
+                                            or voice.ref_codes.min() < 0 or voice.ref_codes.max() >= 2048):
+            raise ProfileError(f"voice {voice.name!s} has reference codes shaped {voice.ref_codes.shape} outside the "
+                               f"12 Hz codec's (frames, {talker.num_code_groups}) x 2048 range; recreate it")
+
+    def _prompt_for(self, voice: Voice) -> _Prompt:
+        """The voice as device tensors, built on first use and cached for the voice's lifetime."""
+        self._check_voice(voice)
+        cached = self._prompts.get(voice)
+        if cached is not None:
+            return cached
+        torch, q = _torch(), self._qwen
+        model = q.model
+        emb = torch.from_numpy(np.array(voice.speaker_embedding, dtype=np.float32)).to(model.device, model.dtype)
+        codes = ref_ids = None
+        if voice.mode == "icl":
+            codes = torch.from_numpy(np.array(voice.ref_codes, dtype=np.int64)).to(model.device)
+            ref_ids = q._tokenize_texts([q._build_ref_text(voice.transcript)])[0]
+        vcp = {"ref_code": [codes], "ref_spk_embedding": [emb], "x_vector_only_mode": [voice.mode == "xvector"],
+               "icl_mode": [voice.mode == "icl"]}
+        prompt = _Prompt(vcp, ref_ids, None if codes is None else codes[-LEFT_CONTEXT_FRAMES:])
+        self._prompts[voice] = prompt
+        return prompt
+
+    def _clone_inputs(self, text: str, language: str, *, prompt: _Prompt) -> dict[str, Any]:
+        q = self._qwen
+        return {"input_ids": q._tokenize_texts([q._build_assistant_text(text)]), "ref_ids": [prompt.ref_ids],
+                "voice_clone_prompt": prompt.voice_clone_prompt, "languages": [language], "non_streaming_mode": False}
+
+    def _design_inputs(self, text: str, language: str, *, instruct_ids: Any) -> dict[str, Any]:
+        q = self._qwen
+        return {"input_ids": q._tokenize_texts([q._build_assistant_text(text)]), "instruct_ids": [instruct_ids],
+                "languages": [language], "non_streaming_mode": True}
+
+    def _run(self, plan: _Plan, make_inputs: Callable[[str, str], dict[str, Any]], context: Any,
+             voice: Voice | None) -> Iterator[GenerationResult]:
+        """The segment loop: frames -> audio -> similarity -> result (a generator)."""
+        start = time.perf_counter()
+        for idx, seg in enumerate(plan.segments):
+            t0 = time.perf_counter()
+            self._reset_peak_memory()
+            budget = frame_budget(seg.text, cap=plan.max_new_frames)
+            codes = self._segment_codes(make_inputs(seg.text, plan.language), plan, budget, idx)
+            audio = self._decode(codes, context)
+            sim = self._output_similarity(audio, voice)
+            elapsed = time.perf_counter() - t0
+            frames = int(codes.shape[0])
+            if frames >= budget and not plan.min_new_frames:
+                _LOGGER.warning("segment %d stopped at its budget of %d frames (no end-of-speech): %r", idx, budget, seg.text[:60])
+            duration = len(audio) / self.sample_rate
+            yield GenerationResult(
+                audio=audio, sample_rate=self.sample_rate, segment_idx=idx, frames=frames,
+                audio_duration_s=duration, processing_time_s=elapsed,
+                real_time_factor=elapsed / duration if duration > 0 else float("inf"),
+                peak_memory_gb=self._peak_memory_gb(), is_final=idx == len(plan.segments) - 1, text=seg.text,
+                similarity=sim, time_to_first_audio_s=time.perf_counter() - start if idx == 0 else None,
+                extra={"pause_after_s": seg.pause_after_s, "frame_budget": budget, "hit_budget": frames >= budget,
+                       "language": plan.language, "seed": None if plan.seed is None else plan.seed + idx},
+            )
+
+    def _segment_codes(self, inputs: dict[str, Any], plan: _Plan, budget: int, idx: int) -> Any:
+        """Run the talker + code predictor (qwen-tts ``generate``): codes shaped (frames, 16)."""
+        torch, q = _torch(), self._qwen
+        kwargs = q._merge_generate_kwargs(**plan.sampling, max_new_tokens=budget + 1)  # n tokens -> n-1 frames
+        try:
+            with _seeded(plan.seed, idx, self.device), fixed_min_frames(q.model.talker, plan.min_new_frames):
+                codes_list, _ = q.model.generate(**inputs, **kwargs)
+        except torch.cuda.OutOfMemoryError as exc:
+            _free_memory()
+            raise SynthesisError(f"the GPU ran out of memory on a {budget}-frame segment; use shorter text, "
+                                 "the 0.6b model, or device='cpu'") from exc
+        return codes_list[0]
+
+    def _decode(self, codes: Any, context: Any) -> np.ndarray:
+        """Codec frames -> float32 waveform of exactly frames x samples_per_frame samples."""
+        if codes.shape[0] == 0:
+            return np.zeros(0, dtype=np.float32)
+        torch = _torch()
+        n_ctx = 0 if context is None else int(context.shape[0])
+        full = codes if context is None else torch.cat([context.to(codes.device), codes], dim=0)
+        wavs, _ = self._qwen.model.speech_tokenizer.decode([{"audio_codes": full}])
+        return np.ascontiguousarray(wavs[0][n_ctx * self.samples_per_frame:], dtype=np.float32)
+
+    def _output_similarity(self, audio: np.ndarray, voice: Voice | None) -> float | None:
+        if voice is None or len(audio) < MIN_SIMILARITY_S * self.sample_rate:
+            return None
+        return _cosine(self._speaker_embedding(audio), voice.speaker_embedding)
+
+    def _speaker_embedding(self, samples: np.ndarray) -> np.ndarray:
+        emb = self._qwen.model.extract_speaker_embedding(audio=np.ascontiguousarray(samples, dtype=np.float32), sr=SAMPLE_RATE)
+        return emb.float().cpu().numpy().reshape(-1)
+
+    def _encode_reference(self, samples: np.ndarray) -> np.ndarray:
+        enc = self._qwen.model.speech_tokenizer.encode(np.ascontiguousarray(samples, dtype=np.float32), sr=SAMPLE_RATE)
+        return enc.audio_codes[0].cpu().numpy().astype(np.int64)
+
+    def _reset_peak_memory(self) -> None:
+        if self.device.startswith("cuda"):
+            _torch().cuda.reset_peak_memory_stats(self.device)
+
+    def _peak_memory_gb(self) -> float:
+        if self.device.startswith("cuda"):
+            return _torch().cuda.max_memory_allocated(self.device) / 1e9
+        return process_peak_rss_gb()
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def join_results(results: list[GenerationResult], *, text: str = "",
+                 similarity: Callable[[np.ndarray], float | None] | None = None) -> GenerationResult:
+    """Join segment results with their pauses (``extra["pause_after_s"]``) into one final result."""
+    if not results:
+        raise SynthesisError("nothing was generated")
+    sr = results[0].sample_rate
+    parts: list[np.ndarray] = []
+    for r in results:
+        parts.append(r.audio)
+        pause = float(r.extra.get("pause_after_s", 0.0)) if not r.is_final else 0.0
+        parts.append(np.zeros(int(round(pause * sr)), dtype=np.float32))
+    audio = np.concatenate(parts).astype(np.float32)
+    duration = len(audio) / sr
+    elapsed = sum(r.processing_time_s for r in results)
+    if len(results) == 1:
+        sim = results[0].similarity
+    else:
+        sim = similarity(audio) if similarity is not None else None
+    return GenerationResult(
+        audio=audio, sample_rate=sr, segment_idx=0, frames=sum(r.frames for r in results), audio_duration_s=duration,
+        processing_time_s=elapsed, real_time_factor=elapsed / duration if duration > 0 else float("inf"),
+        peak_memory_gb=max(r.peak_memory_gb for r in results), is_final=True, text=text or " ".join(r.text for r in results),
+        similarity=sim, time_to_first_audio_s=results[0].time_to_first_audio_s,
+        extra={"segments": len(results), "segment_frames": [r.frames for r in results],
+               "segment_similarity": [r.similarity for r in results],
+               "pauses_s": [float(r.extra.get("pause_after_s", 0.0)) for r in results[:-1]],
+               "hit_budget": any(r.extra.get("hit_budget") for r in results)},
+    )
+
+
+def prepare_reference(samples: np.ndarray) -> np.ndarray:
+    """The trimmed reference with REF_TAIL_SILENCE_S of silence appended (24 kHz float32)."""
+    tail = np.zeros(int(round(REF_TAIL_SILENCE_S * SAMPLE_RATE)), dtype=np.float32)
+    return np.concatenate([np.asarray(samples, dtype=np.float32), tail])
+
+
+def process_peak_rss_gb() -> float:
+    """Peak resident memory of this process so far, in 1e9 bytes (0.0 where unknown)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return _windows_peak_rss() / 1e9
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 1e9 if sys.platform == "darwin" else peak * 1024 / 1e9
+
+
+def _windows_peak_rss() -> float:
+    try:
+        import ctypes
+        from ctypes import wintypes
+
+        class Counters(ctypes.Structure):
+            _fields_ = [("cb", wintypes.DWORD), ("PageFaultCount", wintypes.DWORD)] + [
+                (n, ctypes.c_size_t) for n in ("PeakWorkingSetSize", "WorkingSetSize", "QuotaPeakPagedPoolUsage",
+                                               "QuotaPagedPoolUsage", "QuotaPeakNonPagedPoolUsage",
+                                               "QuotaNonPagedPoolUsage", "PagefileUsage", "PeakPagefileUsage")]
+        c = Counters(cb=ctypes.sizeof(Counters))
+        handle = ctypes.windll.kernel32.GetCurrentProcess()  # type: ignore[attr-defined]
+        ok = ctypes.windll.psapi.GetProcessMemoryInfo(handle, ctypes.byref(c), c.cb)  # type: ignore[attr-defined]
+        return float(c.PeakWorkingSetSize) if ok else 0.0
+    except (OSError, AttributeError):
+        return 0.0
+
+
+@contextlib.contextmanager
+def fixed_min_frames(talker: Any, frames: int | None) -> Iterator[None]:
+    """Suppress end-of-speech until ``frames`` codec frames (benchmarks on random weights only).
+
+    qwen-tts hard-codes ``min_new_tokens=2`` for the talker; this wraps the talker's
+    ``generate`` for the duration of the block to raise it to ``frames + 1`` tokens.
+    """
+    if not frames:
+        yield
+        return
+    original = talker.generate
+
+    def generate(*args: Any, **kwargs: Any) -> Any:
+        kwargs["min_new_tokens"] = int(frames) + 1
+        return original(*args, **kwargs)
+
+    talker.generate = generate
+    try:
+        yield
+    finally:
+        del talker.generate  # the instance attribute goes; the class method is back
+
+
+@contextlib.contextmanager
+def _seeded(seed: int | None, offset: int, device: str) -> Iterator[None]:
+    """Seed torch for one segment inside a forked RNG state (the caller's RNG is untouched)."""
+    if seed is None:
+        yield
+        return
+    torch = _torch()
+    devices = [int(device[5:])] if device.startswith("cuda") else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed((seed + offset) % 2**63)
+        yield
+
+
+def _check_text(text: str) -> str:
+    if not isinstance(text, str):
+        raise SynthesisError(f"text must be a string, got {type(text).__name__}")
+    if not text.strip():
+        raise SynthesisError("text is empty (or only whitespace); type what the voice should say")
+    if len(text) > MAX_TEXT_CHARS:
+        raise SynthesisError(
+            f"text is {len(text):,} characters; at most {MAX_TEXT_CHARS:,} per call (~6 minutes of speech). "
+            "Split it, e.g. by paragraph, and generate each part."
+        )
+    return text
+
+
+def _check_transcript(transcript: str | None) -> str | None:
+    if transcript is None:
+        return None
+    if not isinstance(transcript, str):
+        raise ProfileError(f"transcript must be a string or None, got {type(transcript).__name__}")
+    transcript = " ".join(transcript.split())
+    if len(transcript) > MAX_TRANSCRIPT_CHARS:
+        raise ProfileError(f"transcript is {len(transcript)} characters; at most {MAX_TRANSCRIPT_CHARS} "
+                           "(a reference should be 3-15 s of speech)")
+    return transcript or None
+
+
+def _check_sampling(temperature: float | None, top_k: int | None, top_p: float | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if temperature is not None:
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 <= temperature <= 2:
+            raise ProfileError(f"temperature must be a number in [0, 2] (0 = greedy), got {temperature!r}")
+        if temperature == 0:
+            out.update(do_sample=False, subtalker_dosample=False)
+        else:
+            out["temperature"] = float(temperature)
+    _check_int("top_k", top_k, 0, 3072)
+    if top_k is not None:
+        out["top_k"] = int(top_k)
+    if top_p is not None:
+        if isinstance(top_p, bool) or not isinstance(top_p, (int, float)) or not 0 < top_p <= 1:
+            raise ProfileError(f"top_p must be in (0, 1], got {top_p!r}")
+        out["top_p"] = float(top_p)
+    return out
+
+
+def _check_int(name: str, value: int | None, low: int, high: int) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not low <= value <= high:
+        raise ProfileError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
+
+
+def _load_reference(reference: Any) -> AudioClip:
+    from .audio_io import load_audio
+
+    if isinstance(reference, AudioClip):
+        return load_audio(reference.samples, sample_rate=SAMPLE_RATE, input_sample_rate=reference.sample_rate)
+    if isinstance(reference, tuple) and len(reference) == 2:
+        samples, sr = reference
+        return load_audio(np.asarray(samples), sample_rate=SAMPLE_RATE, input_sample_rate=int(sr))
+    if isinstance(reference, np.ndarray):
+        raise ProfileError("pass a NumPy reference as (samples, sample_rate) so its rate is known")
+    return load_audio(reference, sample_rate=SAMPLE_RATE)
+
+
+def _sha256(reference: Any, clip: AudioClip) -> str:
+    if isinstance(reference, (str, os.PathLike)):
+        h = hashlib.sha256()
+        with open(reference, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        return h.hexdigest()
+    samples = reference.samples if isinstance(reference, AudioClip) else np.asarray(reference[0])
+    return hashlib.sha256(np.ascontiguousarray(samples, dtype=np.float32).tobytes()).hexdigest()
+
+
+def _reference_name(reference: Any) -> str | None:
+    if isinstance(reference, (str, os.PathLike)):
+        return Path(reference).stem
+    if isinstance(reference, AudioClip) and reference.source != "<array>":
+        return Path(reference.source).stem
+    return None
+
+
+def _analyze_reference(clip: AudioClip) -> VoiceProfile | None:
+    """The reference's Voice DNA and emotion, or None (logged) when the analysis layer fails.
+
+    Emotion is optional: if the emotion detector cannot even be imported, the Voice DNA is
+    still measured without it.
+    """
+    try:
+        from .analysis import analyze_voice
+    except ImportError as exc:
+        _LOGGER.warning("Voice DNA of the reference is unavailable: %s", exc)
+        return None
+    source = (clip.samples, clip.sample_rate)
+    for emotion in (True, False):
+        try:
+            return analyze_voice(source, emotion=emotion)[1]
+        except ImportError as exc:
+            _LOGGER.warning("emotion detection unavailable (%s); measuring the Voice DNA without it", exc)
+        except PersonalizationError as exc:
+            _LOGGER.warning("Voice DNA of the reference is unavailable: %s", exc)
+            return None
+    return None
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = np.asarray(a, dtype=np.float64).reshape(-1), np.asarray(b, dtype=np.float64).reshape(-1)
+    denom = float(np.linalg.norm(a) * np.linalg.norm(b))
+    return float(np.dot(a, b) / denom) if denom > 0 else 0.0
+
+
+def _report(progress: Callable[[str], None] | None, message: str) -> None:
+    _LOGGER.info(message)
+    if progress is not None:
+        progress(message)
+
+
+def _free_memory() -> None:
+    gc.collect()
+    torch = _torch()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _torch() -> Any:
+    import torch
+
+    return torch
+
+
+@functools.lru_cache(maxsize=None)
+def import_qwen_tts() -> Any:
+    """Import qwen_tts without its import-time noise on the terminal.
+
+    qwen-tts 0.1.1 prints a flash-attn banner, and its ``sox`` dependency runs ``sox -h`` in a
+    shell and logs a warning when SoX is absent (SoX is only used by the 25 Hz tokenizer, which
+    this engine never loads). Both are silenced for the duration of the import.
+    """
+    logging.getLogger("sox").setLevel(logging.ERROR)
+    with _quiet_stdio():
+        import qwen_tts
+    return qwen_tts
+
+
+@contextlib.contextmanager
+def _quiet_stdio() -> Iterator[None]:
+    """Send file descriptors 1 and 2 (and sys.stdout/err) to /dev/null for the block."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    saved: list[tuple[int, int]] = []
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        for fd in (1, 2):
+            with contextlib.suppress(OSError):
+                saved.append((fd, os.dup(fd)))
+                os.dup2(devnull, fd)
+        with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+            yield
+    finally:
+        for fd, copy in saved:
+            os.dup2(copy, fd)
+            os.close(copy)
+        os.close(devnull)
+
+
+def _main(argv: list[str] | None = None) -> int:
+    """``python -m personalization_engine.qwen_adapter make-tiny DIR``: write a tiny checkpoint."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m personalization_engine.qwen_adapter")
+    sub = parser.add_subparsers(dest="command", required=True)
+    tiny = sub.add_parser("make-tiny", help="write a tiny random-weight Qwen3-TTS checkpoint (hub layout)")
+    tiny.add_argument("directory", help="output folder (must be empty unless --overwrite)")
+    tiny.add_argument("--kind", choices=("base", "voice_design"), default="base")
+    tiny.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
+    tiny.add_argument("--overwrite", action="store_true", help="replace a non-empty folder")
+    args = parser.parse_args(argv)
+    from ._qwen_tiny import build_tiny_checkpoint
+
+    try:
+        out = build_tiny_checkpoint(args.directory, kind=args.kind, seed=args.seed, overwrite=args.overwrite)
+    except (FileExistsError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main())
