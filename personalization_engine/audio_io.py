@@ -126,7 +126,7 @@ def load_audio(
     if validate:
         if speech_s < MIN_SPEECH_S:
             raise AudioInputError(
-                f"{source}: only {speech_s:.1f} s of speech; need at least {MIN_SPEECH_S:.0f} s "
+                f"{source}: only {speech_s:.2f} s of speech; need at least {MIN_SPEECH_S:.1f} s "
                 "(3-10 s is best). Record or load a longer sample."
             )
         if len(samples) / sr > MAX_CLIP_S:
