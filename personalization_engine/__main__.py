@@ -61,8 +61,8 @@ def _analyze(args: argparse.Namespace) -> int:
             status = EXIT_BAD_INPUT
             continue
         if args.json:
-            record = {"file": name, "duration_s": round(clip.original_duration_s, 3)}
-            record.update(profile.to_dict(contours=args.contours))
+            # duration_s is the file's; the profile's own duration is that of the trimmed clip.
+            record = {"file": name, **profile.to_dict(contours=args.contours)}
             record["duration_s"] = round(clip.original_duration_s, 3)
             record["analysed_duration_s"] = round(clip.duration_s, 3)
             record["warnings"] = list(clip.warnings)
