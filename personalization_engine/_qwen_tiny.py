@@ -159,7 +159,7 @@ def build_tiny_checkpoint(
     out = Path(directory)
     if out.exists() and any(out.iterdir()):
         if not overwrite:
-            raise FileExistsError(f"{out} is not empty; pass overwrite=True to replace it")
+            raise FileExistsError(f"{out} is not empty; pass overwrite=True (--overwrite) to replace it")
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -290,7 +290,7 @@ def tiny_model_config(*, kind: str, token_ids: dict[str, int]) -> dict[str, Any]
 
 
 def _write_talker(out: Path, *, kind: str, token_ids: dict[str, int]) -> None:
-    from .qwen_adapter import import_qwen_tts
+    from ._qwen_runtime import import_qwen_tts
 
     import_qwen_tts()  # quietly, before the submodule import below
     from qwen_tts.core.models import Qwen3TTSConfig, Qwen3TTSForConditionalGeneration
@@ -338,7 +338,7 @@ def tiny_speech_tokenizer_config() -> dict[str, Any]:
 
 
 def _write_speech_tokenizer(out: Path) -> None:
-    from .qwen_adapter import import_qwen_tts
+    from ._qwen_runtime import import_qwen_tts
 
     import_qwen_tts()
     from qwen_tts.core import Qwen3TTSTokenizerV2Config, Qwen3TTSTokenizerV2Model

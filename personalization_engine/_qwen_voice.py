@@ -116,6 +116,7 @@ class Voice:
             "warnings": list(self.warnings),
             "tensors_file": VOICE_TENSORS,
             "tensors_sha256": tensors_sha256,
+            "extra": {k: v for k, v in self.extra.items() if isinstance(v, (str, int, float, bool, type(None)))},
             "profile": None if self.profile is None else self.profile.to_dict(contours=True),
         }
 
@@ -149,6 +150,7 @@ class Voice:
                 reference_duration_s=float(meta.get("reference_duration_s") or 0.0),
                 created_at=str(meta.get("created_at", "")),
                 warnings=tuple(meta.get("warnings") or ()),
+                extra=dict(meta.get("extra") or {}),
             )
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, ProfileError):

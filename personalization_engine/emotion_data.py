@@ -11,13 +11,12 @@ import csv
 import hashlib
 import logging
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .errors import AudioInputError, FeatureExtractionError, ProfileError
+from .errors import ProfileError
 from .schema import EMOTION_LABELS
 
 _LOGGER = logging.getLogger(__name__)
@@ -92,56 +91,33 @@ def _read_labels(folder: Path) -> list[LabelledClip]:
     return clips
 
 
-def clip_features(path: Path) -> np.ndarray:
-    """Emotion features of one file, loaded exactly as the app loads audio."""
+def load_corpus_clip(path: Path) -> np.ndarray:
+    """Samples of one corpus file at 16 kHz, trimmed as the app trims.
+
+    The 1 s speech minimum of the app's loader is not applied: a curated corpus holds only
+    speech, and short clips (EmoDB has 1.2 s sentences) are still usable if they are voiced.
+    """
     from .audio_io import load_audio
-    from .emotion_features import SAMPLE_RATE, compute_features
+    from .emotion_features import SAMPLE_RATE
 
-    clip = load_audio(path, sample_rate=SAMPLE_RATE)
-    return compute_features(clip.samples)
+    return load_audio(path, sample_rate=SAMPLE_RATE, validate=False).samples
 
 
-def _cache_key(clips: list[LabelledClip]) -> str:
-    from . import emotion_features
+def clip_features(path: Path) -> np.ndarray:
+    """Emotion features of one corpus file (see :func:`load_corpus_clip`)."""
+    from .emotion_features import compute_features
+
+    return compute_features(load_corpus_clip(path))
+
+
+def cache_key(clips: list[LabelledClip]) -> str:
+    """Key of a feature cache: the feature and loader code, and the files (path and size)."""
+    from . import audio_io, emotion_features
 
     h = hashlib.sha256()
-    h.update(Path(emotion_features.__file__).read_bytes())
+    for module in (emotion_features, audio_io):
+        h.update(Path(module.__file__).read_bytes())
+    h.update(b"load_corpus_clip: 16 kHz, validate=False\n")
     for c in clips:
         h.update(f"{c.path.resolve()}|{c.path.stat().st_size}\n".encode())
     return h.hexdigest()[:16]
-
-
-def extract_dataset(
-    clips: list[LabelledClip], *, cache_dir: str | os.PathLike[str] | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Feature matrix of ``clips`` and a boolean mask of the clips that could be analysed.
-
-    Clips that are not usable speech (AudioInputError/FeatureExtractionError) are logged and
-    masked out. With ``cache_dir``, the matrix is cached in an ``.npz`` keyed by the SHA-256 of
-    the feature code and the file list, so re-training does not re-extract.
-    """
-    from .emotion_features import FEATURE_NAMES
-
-    cache = None
-    if cache_dir is not None:
-        cache = Path(cache_dir) / f"emotion_features_{_cache_key(clips)}.npz"
-        if cache.is_file():
-            with np.load(cache) as z:
-                return z["X"], z["ok"]
-    X = np.zeros((len(clips), len(FEATURE_NAMES)))
-    ok = np.ones(len(clips), dtype=bool)
-    for i, c in enumerate(clips):
-        try:
-            X[i] = clip_features(c.path)
-        except (AudioInputError, FeatureExtractionError) as exc:
-            _LOGGER.warning("skipping %s: %s", c.path, exc)
-            ok[i] = False
-        if (i + 1) % 200 == 0:
-            _LOGGER.info("features: %d / %d clips", i + 1, len(clips))
-    if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=cache.parent, suffix=".npz")
-        os.close(fd)
-        np.savez(tmp, X=X, ok=ok)
-        os.replace(tmp, cache)
-    return X, ok

@@ -51,7 +51,7 @@ SPEECH_REL_DB = 35.0
 #: Voiced speech needed to classify emotion at all (s); less is not speech.
 MIN_VOICED_S = 0.15
 #: Bumped whenever a feature's definition changes (keys the training-feature cache).
-FEATURE_VERSION = "ef-2"
+FEATURE_VERSION = "ef-3"
 
 _PCTS = (10, 50, 90)
 _FUNC5 = ("mean", "std", "p10", "p50", "p90")
@@ -98,6 +98,9 @@ def _names() -> tuple[str, ...]:
     names += [f"logmel{i}_{f}" for i in range(N_MELS) for f in ("mean", "std")]
     names += [f"{lld}_{f}" for lld in _SPECTRAL_LLDS for f in _FUNC5]
     names += list(_PITCH_NAMES) + list(_ENERGY_NAMES) + list(_RHYTHM_NAMES) + list(_EXTRA_NAMES)
+    names += [f"logmel{i}_{f}" for i in range(N_MELS) for f in ("p10", "p90", "d_std")]
+    names += [f"mfcc{i}_{f}" for i in range(N_MFCC) for f in ("skew", "kurt", "voiced_mean", "unvoiced_mean")]
+    names += [f"{lld}_skew" for lld in _SPECTRAL_LLDS]
     return tuple(names)
 
 
@@ -174,6 +177,7 @@ def compute_features(samples: np.ndarray) -> np.ndarray:
         _energy_block(a),
         _rhythm_block(a),
         _extra_block(a, spectral),
+        _more_block(a, spectral),
     ]
     vec = np.concatenate(blocks).astype(np.float64)
     assert vec.shape == (len(FEATURE_NAMES),), (vec.shape, len(FEATURE_NAMES))  # internal invariant
@@ -470,3 +474,18 @@ def _extra_block(a: _Analysis, spectral: dict[str, np.ndarray]) -> np.ndarray:
         *np.percentile(hnr, [10, 50, 90]), h1a3.mean(), h1a3.std(),
         _std(vseg), _mean(useg), _std(useg), (pauses >= int(0.1 * fps)).sum() / (a.speech.sum() / fps),
     ])
+
+
+def _more_block(a: _Analysis, spectral: dict[str, np.ndarray]) -> np.ndarray:
+    """Log-mel spread and dynamics, MFCC shape and voiced/unvoiced means, spectral skewness."""
+    lm = a.logmel[:, a.speech]
+    dlm = _delta(a.logmel)[:, a.speech]
+    lmf = np.column_stack([*np.percentile(lm, [10, 90], axis=1), dlm.std(axis=1)]).reshape(-1)
+    m = a.mfcc[:, a.speech]
+    z = (m - m.mean(axis=1, keepdims=True)) / (m.std(axis=1, keepdims=True) + 1e-9)
+    unv = a.speech & ~a.voiced
+    um = a.mfcc[:, unv].mean(axis=1) if unv.any() else np.zeros(N_MFCC)
+    mf = np.column_stack([(z**3).mean(axis=1), (z**4).mean(axis=1) - 3.0, a.mfcc[:, a.voiced].mean(axis=1), um]).reshape(-1)
+    sp = np.vstack(list(spectral.values()))[:, a.speech]
+    zs = (sp - sp.mean(axis=1, keepdims=True)) / (sp.std(axis=1, keepdims=True) + 1e-9)
+    return np.concatenate([lmf, mf, (zs**3).mean(axis=1)])

@@ -27,10 +27,7 @@ Heavy packages (torch, qwen_tts) are imported on first use, so importing this mo
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import gc
-import hashlib
 import logging
 import os
 import sys
@@ -44,8 +41,35 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from ._qwen_hub import MODEL_ALIASES, resolve_model
+# Re-exported helpers ("x as x"): the constants, prepare_reference, join_results,
+# fixed_min_frames (benchmarks), import_qwen_tts and process_peak_rss_gb are public too.
+from ._qwen_inputs import (
+    MAX_TEXT_CHARS as MAX_TEXT_CHARS,
+    MAX_TRANSCRIPT_CHARS as MAX_TRANSCRIPT_CHARS,
+    REF_TAIL_SILENCE_S as REF_TAIL_SILENCE_S,
+    SAMPLE_RATE,
+    analyze_reference,
+    check_int,
+    check_sampling,
+    check_text,
+    check_transcript,
+    load_reference,
+    prepare_reference as prepare_reference,
+    reference_name,
+    reference_sha256,
+)
+from ._qwen_runtime import (
+    cosine,
+    fixed_min_frames as fixed_min_frames,
+    free_memory,
+    import_qwen_tts as import_qwen_tts,
+    join_results as join_results,
+    process_peak_rss_gb as process_peak_rss_gb,
+    seeded,
+    torch_module,
+)
 from ._qwen_voice import Voice, describe_voice
-from .errors import ModelLoadError, PersonalizationError, ProfileError, SynthesisError
+from .errors import AudioInputError, ModelLoadError, ProfileError, SynthesisError
 from .schema import AudioClip, GenerationResult, VoiceProfile
 from .text_segmenter import Segment, frame_budget, split_text
 
@@ -55,19 +79,11 @@ __all__ = [
 
 _LOGGER = logging.getLogger(__name__)
 
-#: Output sample rate and codec frame size of the 12 Hz tokenizer (24000 / 1920 = 12.5 fps).
-SAMPLE_RATE = 24_000
+#: Codec frame size of the 12 Hz tokenizer (24000 / 1920 = 12.5 frames per second).
 SAMPLES_PER_FRAME = 1920
-#: Silence appended to the trimmed reference before encoding it (s). In ICL mode the model
-#: continues the reference codes; ending them in silence keeps the reference's last phoneme
-#: from leaking into the output and the first new phoneme from being swallowed.
-REF_TAIL_SILENCE_S = 0.5
 #: Reference frames kept as decoder left context in ICL mode: qwen-tts' own chunked decoder
 #: uses 25 frames (2 s) of context between chunks, which covers the causal convolutions.
 LEFT_CONTEXT_FRAMES = 25
-#: Longest text per generate call (characters), ~6 minutes of speech; split longer documents.
-MAX_TEXT_CHARS = 5_000
-MAX_TRANSCRIPT_CHARS = 1_000
 MAX_INSTRUCT_CHARS = 1_000
 MAX_NEW_FRAMES_LIMIT = 8_192
 #: Outputs shorter than this get no similarity (the speaker encoder needs ~0.25 s of audio).
@@ -154,7 +170,7 @@ def resolve_device(device: str, dtype: str) -> tuple[str, str, list[str]]:
         raise ProfileError(f"device {device!r} is not supported; use auto, cuda, cuda:N, mps or cpu")
     if t is None:
         raise ProfileError(f"dtype {dtype!r} is not supported; use auto, bfloat16, float16 or float32")
-    torch = _torch()
+    torch = torch_module()
     mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
     if d == "auto":
         d = "cuda" if torch.cuda.is_available() else ("mps" if mps else "cpu")
@@ -183,7 +199,7 @@ def resolve_device(device: str, dtype: str) -> tuple[str, str, list[str]]:
 
 def describe_device(device: str) -> str:
     """The compute device in words, e.g. ``cuda:0 · NVIDIA H100 80GB HBM3, 79.1 GB`` or ``cpu · 8 threads``."""
-    torch = _torch()
+    torch = torch_module()
     if device.startswith("cuda") and torch.cuda.is_available():
         props = torch.cuda.get_device_properties(device)
         return f"{device} · {props.name}, {props.total_memory / 1e9:.1f} GB"
@@ -193,7 +209,7 @@ def describe_device(device: str) -> str:
 
 
 def _load_qwen(folder: Path, device: str, dtype: str) -> Any:
-    torch = _torch()
+    torch = torch_module()
     Qwen3TTSModel = import_qwen_tts().Qwen3TTSModel
     kwargs: dict[str, Any] = {"dtype": getattr(torch, dtype)}
     if device != "cpu":
@@ -226,12 +242,12 @@ def _load_with_fallback(
         )
     _LOGGER.warning(msg)
     _report(progress, msg)
-    _free_memory()
+    free_memory()
     return load("cpu", "float32"), "cpu", "float32", [msg]
 
 
 def _is_oom(exc: BaseException) -> bool:
-    torch = _torch()
+    torch = torch_module()
     return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
 
 
@@ -304,7 +320,7 @@ class TTSModel:
         self._qwen = None
         if _resident is self:
             _resident = None
-        _free_memory()
+        free_memory()
 
     # -- voices --------------------------------------------------------------------------------
 
@@ -340,8 +356,8 @@ class TTSModel:
             Bad transcript, or a VoiceDesign model (it has no speaker encoder).
         """
         self._require("base", "create_voice")
-        transcript = _check_transcript(transcript)
-        clip = _load_reference(reference)
+        transcript = check_transcript(transcript)
+        clip = load_reference(reference)
         warnings = list(clip.warnings)
         from .audio_io import MAX_CLIP_S
 
@@ -359,10 +375,10 @@ class TTSModel:
         codes = self._encode_reference(prepared) if transcript else None
         prompt_s = time.perf_counter() - t0
         if profile is None and analyze:
-            profile = _analyze_reference(clip)
+            profile = analyze_reference(clip)
         return Voice(
             mode="icl" if transcript else "xvector", speaker_embedding=embedding, ref_codes=codes,
-            transcript=transcript, name=name or _reference_name(reference), reference_sha256=_sha256(reference, clip),
+            transcript=transcript, name=name or reference_name(reference), reference_sha256=reference_sha256(reference, clip),
             profile=profile, model_id=self.model_id, reference_duration_s=clip.duration_s,
             created_at=datetime.now(timezone.utc).isoformat(timespec="milliseconds"), warnings=tuple(warnings),
             extra={"prompt_s": round(prompt_s, 4), "prepared_duration_s": len(prepared) / SAMPLE_RATE},
@@ -383,8 +399,8 @@ class TTSModel:
         if sample_rate != SAMPLE_RATE:
             samples = resample(samples, int(sample_rate), SAMPLE_RATE)
         if len(samples) < MIN_SIMILARITY_S * SAMPLE_RATE:
-            raise ProfileError(f"audio is {len(samples) / SAMPLE_RATE:.2f} s; similarity needs at least {MIN_SIMILARITY_S} s")
-        return _cosine(self._speaker_embedding(samples), voice.speaker_embedding)
+            raise AudioInputError(f"audio is {len(samples) / SAMPLE_RATE:.2f} s; similarity needs at least {MIN_SIMILARITY_S} s of it")
+        return cosine(self._speaker_embedding(samples), voice.speaker_embedding)
 
     # -- generation ----------------------------------------------------------------------------
 
@@ -460,12 +476,12 @@ class TTSModel:
 
     def _plan(self, text: str, language: str, temperature: float | None, top_k: int | None, top_p: float | None,
               seed: int | None, max_new_frames: int | None, min_new_frames: int | None) -> _Plan:
-        segments = tuple(split_text(_check_text(text)))
+        segments = tuple(split_text(check_text(text)))
         lang = self._check_language(language)
-        sampling = _check_sampling(temperature, top_k, top_p)
+        sampling = check_sampling(temperature, top_k, top_p)
         for name, value, low, high in (("seed", seed, 0, 2**63 - 1), ("max_new_frames", max_new_frames, 1, MAX_NEW_FRAMES_LIMIT),
                                        ("_min_new_frames", min_new_frames, 1, MAX_NEW_FRAMES_LIMIT)):
-            _check_int(name, value, low, high)
+            check_int(name, value, low, high)
         if min_new_frames and max_new_frames and min_new_frames > max_new_frames:
             raise ProfileError(f"_min_new_frames ({min_new_frames}) exceeds max_new_frames ({max_new_frames})")
         return _Plan(text, segments, lang, sampling, seed, max_new_frames, min_new_frames)
@@ -501,7 +517,7 @@ class TTSModel:
         cached = self._prompts.get(voice)
         if cached is not None:
             return cached
-        torch, q = _torch(), self._qwen
+        torch, q = torch_module(), self._qwen
         model = q.model
         emb = torch.from_numpy(np.array(voice.speaker_embedding, dtype=np.float32)).to(model.device, model.dtype)
         codes = ref_ids = None
@@ -552,13 +568,14 @@ class TTSModel:
 
     def _segment_codes(self, inputs: dict[str, Any], plan: _Plan, budget: int, idx: int) -> Any:
         """Run the talker + code predictor (qwen-tts ``generate``): codes shaped (frames, 16)."""
-        torch, q = _torch(), self._qwen
+        torch, q = torch_module(), self._qwen
         kwargs = q._merge_generate_kwargs(**plan.sampling, max_new_tokens=budget + 1)  # n tokens -> n-1 frames
         try:
-            with _seeded(plan.seed, idx, self.device), fixed_min_frames(q.model.talker, plan.min_new_frames):
+            with torch.inference_mode(), seeded(plan.seed, idx, self.device), \
+                    fixed_min_frames(q.model.talker, plan.min_new_frames):
                 codes_list, _ = q.model.generate(**inputs, **kwargs)
         except torch.cuda.OutOfMemoryError as exc:
-            _free_memory()
+            free_memory()
             raise SynthesisError(f"the GPU ran out of memory on a {budget}-frame segment; use shorter text, "
                                  "the 0.6b model, or device='cpu'") from exc
         return codes_list[0]
@@ -567,7 +584,7 @@ class TTSModel:
         """Codec frames -> float32 waveform of exactly frames x samples_per_frame samples."""
         if codes.shape[0] == 0:
             return np.zeros(0, dtype=np.float32)
-        torch = _torch()
+        torch = torch_module()
         n_ctx = 0 if context is None else int(context.shape[0])
         full = codes if context is None else torch.cat([context.to(codes.device), codes], dim=0)
         wavs, _ = self._qwen.model.speech_tokenizer.decode([{"audio_codes": full}])
@@ -576,7 +593,7 @@ class TTSModel:
     def _output_similarity(self, audio: np.ndarray, voice: Voice | None) -> float | None:
         if voice is None or len(audio) < MIN_SIMILARITY_S * self.sample_rate:
             return None
-        return _cosine(self._speaker_embedding(audio), voice.speaker_embedding)
+        return cosine(self._speaker_embedding(audio), voice.speaker_embedding)
 
     def _speaker_embedding(self, samples: np.ndarray) -> np.ndarray:
         emb = self._qwen.model.extract_speaker_embedding(audio=np.ascontiguousarray(samples, dtype=np.float32), sr=SAMPLE_RATE)
@@ -588,282 +605,21 @@ class TTSModel:
 
     def _reset_peak_memory(self) -> None:
         if self.device.startswith("cuda"):
-            _torch().cuda.reset_peak_memory_stats(self.device)
+            torch_module().cuda.reset_peak_memory_stats(self.device)
 
     def _peak_memory_gb(self) -> float:
         if self.device.startswith("cuda"):
-            return _torch().cuda.max_memory_allocated(self.device) / 1e9
+            return torch_module().cuda.max_memory_allocated(self.device) / 1e9
         return process_peak_rss_gb()
 
 
-# --- helpers ------------------------------------------------------------------------------------
-
-
-def join_results(results: list[GenerationResult], *, text: str = "",
-                 similarity: Callable[[np.ndarray], float | None] | None = None) -> GenerationResult:
-    """Join segment results with their pauses (``extra["pause_after_s"]``) into one final result."""
-    if not results:
-        raise SynthesisError("nothing was generated")
-    sr = results[0].sample_rate
-    parts: list[np.ndarray] = []
-    for r in results:
-        parts.append(r.audio)
-        pause = float(r.extra.get("pause_after_s", 0.0)) if not r.is_final else 0.0
-        parts.append(np.zeros(int(round(pause * sr)), dtype=np.float32))
-    audio = np.concatenate(parts).astype(np.float32)
-    duration = len(audio) / sr
-    elapsed = sum(r.processing_time_s for r in results)
-    if len(results) == 1:
-        sim = results[0].similarity
-    else:
-        sim = similarity(audio) if similarity is not None else None
-    return GenerationResult(
-        audio=audio, sample_rate=sr, segment_idx=0, frames=sum(r.frames for r in results), audio_duration_s=duration,
-        processing_time_s=elapsed, real_time_factor=elapsed / duration if duration > 0 else float("inf"),
-        peak_memory_gb=max(r.peak_memory_gb for r in results), is_final=True, text=text or " ".join(r.text for r in results),
-        similarity=sim, time_to_first_audio_s=results[0].time_to_first_audio_s,
-        extra={"segments": len(results), "segment_frames": [r.frames for r in results],
-               "segment_similarity": [r.similarity for r in results],
-               "pauses_s": [float(r.extra.get("pause_after_s", 0.0)) for r in results[:-1]],
-               "hit_budget": any(r.extra.get("hit_budget") for r in results)},
-    )
-
-
-def prepare_reference(samples: np.ndarray) -> np.ndarray:
-    """The trimmed reference with REF_TAIL_SILENCE_S of silence appended (24 kHz float32)."""
-    tail = np.zeros(int(round(REF_TAIL_SILENCE_S * SAMPLE_RATE)), dtype=np.float32)
-    return np.concatenate([np.asarray(samples, dtype=np.float32), tail])
-
-
-def process_peak_rss_gb() -> float:
-    """Peak resident memory of this process so far, in 1e9 bytes (0.0 where unknown)."""
-    try:
-        import resource
-    except ImportError:  # Windows
-        return _windows_peak_rss() / 1e9
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 1e9 if sys.platform == "darwin" else peak * 1024 / 1e9
-
-
-def _windows_peak_rss() -> float:
-    try:
-        import ctypes
-        from ctypes import wintypes
-
-        class Counters(ctypes.Structure):
-            _fields_ = [("cb", wintypes.DWORD), ("PageFaultCount", wintypes.DWORD)] + [
-                (n, ctypes.c_size_t) for n in ("PeakWorkingSetSize", "WorkingSetSize", "QuotaPeakPagedPoolUsage",
-                                               "QuotaPagedPoolUsage", "QuotaPeakNonPagedPoolUsage",
-                                               "QuotaNonPagedPoolUsage", "PagefileUsage", "PeakPagefileUsage")]
-        c = Counters(cb=ctypes.sizeof(Counters))
-        handle = ctypes.windll.kernel32.GetCurrentProcess()  # type: ignore[attr-defined]
-        ok = ctypes.windll.psapi.GetProcessMemoryInfo(handle, ctypes.byref(c), c.cb)  # type: ignore[attr-defined]
-        return float(c.PeakWorkingSetSize) if ok else 0.0
-    except (OSError, AttributeError):
-        return 0.0
-
-
-@contextlib.contextmanager
-def fixed_min_frames(talker: Any, frames: int | None) -> Iterator[None]:
-    """Suppress end-of-speech until ``frames`` codec frames (benchmarks on random weights only).
-
-    qwen-tts hard-codes ``min_new_tokens=2`` for the talker; this wraps the talker's
-    ``generate`` for the duration of the block to raise it to ``frames + 1`` tokens.
-    """
-    if not frames:
-        yield
-        return
-    original = talker.generate
-
-    def generate(*args: Any, **kwargs: Any) -> Any:
-        kwargs["min_new_tokens"] = int(frames) + 1
-        return original(*args, **kwargs)
-
-    talker.generate = generate
-    try:
-        yield
-    finally:
-        del talker.generate  # the instance attribute goes; the class method is back
-
-
-@contextlib.contextmanager
-def _seeded(seed: int | None, offset: int, device: str) -> Iterator[None]:
-    """Seed torch for one segment inside a forked RNG state (the caller's RNG is untouched)."""
-    if seed is None:
-        yield
-        return
-    torch = _torch()
-    devices = [int(device[5:])] if device.startswith("cuda") else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed((seed + offset) % 2**63)
-        yield
-
-
-def _check_text(text: str) -> str:
-    if not isinstance(text, str):
-        raise SynthesisError(f"text must be a string, got {type(text).__name__}")
-    if not text.strip():
-        raise SynthesisError("text is empty (or only whitespace); type what the voice should say")
-    if len(text) > MAX_TEXT_CHARS:
-        raise SynthesisError(
-            f"text is {len(text):,} characters; at most {MAX_TEXT_CHARS:,} per call (~6 minutes of speech). "
-            "Split it, e.g. by paragraph, and generate each part."
-        )
-    return text
-
-
-def _check_transcript(transcript: str | None) -> str | None:
-    if transcript is None:
-        return None
-    if not isinstance(transcript, str):
-        raise ProfileError(f"transcript must be a string or None, got {type(transcript).__name__}")
-    transcript = " ".join(transcript.split())
-    if len(transcript) > MAX_TRANSCRIPT_CHARS:
-        raise ProfileError(f"transcript is {len(transcript)} characters; at most {MAX_TRANSCRIPT_CHARS} "
-                           "(a reference should be 3-15 s of speech)")
-    return transcript or None
-
-
-def _check_sampling(temperature: float | None, top_k: int | None, top_p: float | None) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if temperature is not None:
-        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 <= temperature <= 2:
-            raise ProfileError(f"temperature must be a number in [0, 2] (0 = greedy), got {temperature!r}")
-        if temperature == 0:
-            out.update(do_sample=False, subtalker_dosample=False)
-        else:
-            out["temperature"] = float(temperature)
-    _check_int("top_k", top_k, 0, 3072)
-    if top_k is not None:
-        out["top_k"] = int(top_k)
-    if top_p is not None:
-        if isinstance(top_p, bool) or not isinstance(top_p, (int, float)) or not 0 < top_p <= 1:
-            raise ProfileError(f"top_p must be in (0, 1], got {top_p!r}")
-        out["top_p"] = float(top_p)
-    return out
-
-
-def _check_int(name: str, value: int | None, low: int, high: int) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not low <= value <= high:
-        raise ProfileError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
-
-
-def _load_reference(reference: Any) -> AudioClip:
-    from .audio_io import load_audio
-
-    if isinstance(reference, AudioClip):
-        return load_audio(reference.samples, sample_rate=SAMPLE_RATE, input_sample_rate=reference.sample_rate)
-    if isinstance(reference, tuple) and len(reference) == 2:
-        samples, sr = reference
-        return load_audio(np.asarray(samples), sample_rate=SAMPLE_RATE, input_sample_rate=int(sr))
-    if isinstance(reference, np.ndarray):
-        raise ProfileError("pass a NumPy reference as (samples, sample_rate) so its rate is known")
-    return load_audio(reference, sample_rate=SAMPLE_RATE)
-
-
-def _sha256(reference: Any, clip: AudioClip) -> str:
-    if isinstance(reference, (str, os.PathLike)):
-        h = hashlib.sha256()
-        with open(reference, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        return h.hexdigest()
-    samples = reference.samples if isinstance(reference, AudioClip) else np.asarray(reference[0])
-    return hashlib.sha256(np.ascontiguousarray(samples, dtype=np.float32).tobytes()).hexdigest()
-
-
-def _reference_name(reference: Any) -> str | None:
-    if isinstance(reference, (str, os.PathLike)):
-        return Path(reference).stem
-    if isinstance(reference, AudioClip) and reference.source != "<array>":
-        return Path(reference.source).stem
-    return None
-
-
-def _analyze_reference(clip: AudioClip) -> VoiceProfile | None:
-    """The reference's Voice DNA and emotion, or None (logged) when the analysis layer fails.
-
-    Emotion is optional: if the emotion detector cannot even be imported, the Voice DNA is
-    still measured without it.
-    """
-    try:
-        from .analysis import analyze_voice
-    except ImportError as exc:
-        _LOGGER.warning("Voice DNA of the reference is unavailable: %s", exc)
-        return None
-    source = (clip.samples, clip.sample_rate)
-    for emotion in (True, False):
-        try:
-            return analyze_voice(source, emotion=emotion)[1]
-        except ImportError as exc:
-            _LOGGER.warning("emotion detection unavailable (%s); measuring the Voice DNA without it", exc)
-        except PersonalizationError as exc:
-            _LOGGER.warning("Voice DNA of the reference is unavailable: %s", exc)
-            return None
-    return None
-
-
-def _cosine(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = np.asarray(a, dtype=np.float64).reshape(-1), np.asarray(b, dtype=np.float64).reshape(-1)
-    denom = float(np.linalg.norm(a) * np.linalg.norm(b))
-    return float(np.dot(a, b) / denom) if denom > 0 else 0.0
+# --- command line ------------------------------------------------------------------------------
 
 
 def _report(progress: Callable[[str], None] | None, message: str) -> None:
     _LOGGER.info(message)
     if progress is not None:
         progress(message)
-
-
-def _free_memory() -> None:
-    gc.collect()
-    torch = _torch()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-
-
-def _torch() -> Any:
-    import torch
-
-    return torch
-
-
-@functools.lru_cache(maxsize=None)
-def import_qwen_tts() -> Any:
-    """Import qwen_tts without its import-time noise on the terminal.
-
-    qwen-tts 0.1.1 prints a flash-attn banner, and its ``sox`` dependency runs ``sox -h`` in a
-    shell and logs a warning when SoX is absent (SoX is only used by the 25 Hz tokenizer, which
-    this engine never loads). Both are silenced for the duration of the import.
-    """
-    logging.getLogger("sox").setLevel(logging.ERROR)
-    with _quiet_stdio():
-        import qwen_tts
-    return qwen_tts
-
-
-@contextlib.contextmanager
-def _quiet_stdio() -> Iterator[None]:
-    """Send file descriptors 1 and 2 (and sys.stdout/err) to /dev/null for the block."""
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()
-    saved: list[tuple[int, int]] = []
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        for fd in (1, 2):
-            with contextlib.suppress(OSError):
-                saved.append((fd, os.dup(fd)))
-                os.dup2(devnull, fd)
-        with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
-            yield
-    finally:
-        for fd, copy in saved:
-            os.dup2(copy, fd)
-            os.close(copy)
-        os.close(devnull)
 
 
 def _main(argv: list[str] | None = None) -> int:

@@ -28,6 +28,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
+from rich.markup import escape
 from rich.panel import Panel
 from rich.progress import (
     BarColumn,
@@ -43,7 +44,7 @@ from rich.text import Text
 
 from . import audio_device
 from .cloning import CloneSettings, SynthesisProgress, clone_line
-from .errors import DeviceError, PersonalizationError, ProfileError
+from .errors import DeviceError, OutputWriteError, PersonalizationError, ProfileError
 from .fingerprint import OutputPair
 from .schema import EMOTION_LABELS, AudioClip, GenerationResult, ReferenceInfo, VoiceProfile
 from .voice_library import VoiceLibrary, validate_name
@@ -246,7 +247,7 @@ def print_analysis(console: Console, name: str, clip: AudioClip, profile: VoiceP
            f"{clip.speech_duration_s:.1f} s speech · {clip.original_sample_rate} Hz")
     console.print(render_profile(profile, title=name, emotion_note=note, subtitle=sub))
     for warning in clip.warnings:
-        console.print(f"[yellow]⚠ {warning}[/]")
+        console.print(f"[yellow]⚠ {escape(warning)}[/]")
 
 
 def render_devices(devices: Sequence[audio_device.AudioDevice]) -> RenderableType:
@@ -348,8 +349,8 @@ def run_batch(
                     pair, result = clone_line(model, voice, line, settings)
                 except PersonalizationError as exc:
                     failed.append(i)
-                    progress.console.print(f"[red]✖ line {i}: {exc}[/]")
-                    if type(exc).__name__ == "OutputWriteError":
+                    progress.console.print(f"[red]✖ line {i}: {escape(str(exc))}[/]")
+                    if isinstance(exc, OutputWriteError):
                         break  # the next line would fail the same way
                     progress.advance(task)
                     continue
@@ -368,7 +369,7 @@ def run_batch(
 
 def _batch_summary(console: Console, written: list[Path], failed: list[int], total: int, out_dir: Path) -> None:
     style = "green" if len(written) == total else "yellow"
-    console.print(f"[{style}]{len(written)} of {total} lines written to {out_dir.resolve()}/[/]")
+    console.print(f"[{style}]{len(written)} of {total} lines written to {escape(str(out_dir.resolve()))}/[/]")
     if failed:
         console.print(f"[yellow]failed lines: {', '.join(map(str, failed))}[/]")
 
@@ -403,7 +404,7 @@ def _run_batch_mode(options: ReplOptions, lines: list[str], console: Console) ->
         if options.voice:
             session.use_voice(options.voice)
         elif options.ref:
-            session.load_reference(options.ref)
+            session.load_reference(options.ref, transcript=options.transcript)
         else:
             raise ProfileError("batch mode needs a voice: give --ref FILE or --voice NAME.")
         session.ensure_voice()
@@ -415,7 +416,7 @@ def _run_batch_mode(options: ReplOptions, lines: list[str], console: Console) ->
             console.print("[dim]waiting for playback to finish (Ctrl-C to skip)…[/]")
             session.player.wait()
     except PersonalizationError as exc:
-        console.print(f"[red]✖ {exc}[/]")
+        console.print(f"[red]✖ {escape(str(exc))}[/]")
         return 2
     except KeyboardInterrupt:
         return 130
@@ -480,6 +481,7 @@ class _Session:
         self.mic_off: str | None = None
         self.play_off: str | None = None
         self._reported_player_error = False
+        self._warned: set[str] = set()
 
     # ---- start and stop
 
@@ -488,9 +490,10 @@ class _Session:
         grid.add_column(style="bold cyan")
         grid.add_column()
         grid.add_row("device", _describe_device(self.o.device, self.o.dtype))
-        grid.add_row("model", f"{self.model_name} · mode {self.mode}" + (f" · seed {self.o.seed}" if self.o.seed is not None else ""))
-        grid.add_row("outputs", f"{self.o.out_dir.resolve()}/")
-        grid.add_row("voices", f"{self.o.voices_dir.resolve()}/")
+        seed = f" · seed {self.o.seed}" if self.o.seed is not None else ""
+        grid.add_row("model", Text(f"{self.model_name} · mode {self.mode}{seed}"))
+        grid.add_row("outputs", Text(f"{self.o.out_dir.resolve()}/"))
+        grid.add_row("voices", Text(f"{self.o.voices_dir.resolve()}/"))
         hint = "Type a line to speak it · /help for commands · Ctrl-D to quit" if self.interactive else "batch mode"
         self.console.print(Panel(grid, title="[bold]Qwen3-TTS voice cloning studio[/]", subtitle=hint,
                                  border_style="blue", expand=False))
@@ -512,11 +515,11 @@ class _Session:
             except DeviceError as exc:
                 self.play_off = str(exc)
         if self.mic_off:
-            self.console.print(f"[yellow]🎤 microphone off: {self.mic_off}[/]")
+            self.console.print(f"[yellow]🎤 microphone off: {escape(self.mic_off)}[/]")
         if self.play_off and self.play_off != "--no-play":
             same = self.play_off == self.mic_off
-            self.console.print("[yellow]🔈 playback off" + (" (same reason); " if same else f": {self.play_off}; ")
-                               + "outputs are still written.[/]")
+            reason = " (same reason); " if same else f": {escape(self.play_off)}; "
+            self.console.print(f"[yellow]🔈 playback off{reason}outputs are still written.[/]")
         parts = []
         if self.mic is not None:
             parts.append(f"mic: {self.mic.name} ({self.mic.default_sample_rate:.0f} Hz)")
@@ -530,11 +533,12 @@ class _Session:
         if self.o.voice:
             self.use_voice(self.o.voice)
         elif self.o.ref:
-            self.load_reference(self.o.ref)
+            self.load_reference(self.o.ref, transcript=self.o.transcript)
         elif self.mic is not None:
-            self.console.print("No reference yet: let's record one "
-                               f"({self.o.seconds:g} s; read any sentence in your normal voice).")
-            self.record_reference(self.o.seconds)
+            what = (f"read this aloud: “{escape(self.o.transcript)}”" if self.o.transcript
+                    else "read any sentence in your normal voice")
+            self.console.print(f"No reference yet: let's record one ({self.o.seconds:g} s; {what}).")
+            self.record_reference(self.o.seconds, transcript=self.o.transcript)
         else:
             self.console.print("[yellow]No reference voice yet: use /load PATH (or --ref FILE).[/]")
         if self.ref is not None:
@@ -575,20 +579,20 @@ class _Session:
         except KeyboardInterrupt:
             self.console.print("[yellow]cancelled: back to the prompt (nothing was written).[/]")
         except PersonalizationError as exc:
-            self.console.print(f"[red]✖ {exc}[/]")
+            self.console.print(f"[red]✖ {escape(str(exc))}[/]")
         except Exception as exc:  # a bug: one line, the traceback with --debug
             _LOGGER.debug("unexpected error", exc_info=True)
             if self.o.debug:
                 self.console.print_exception()
             else:
-                self.console.print(f"[red]✖ unexpected error: {type(exc).__name__}: {exc} "
+                self.console.print(f"[red]✖ unexpected error: {type(exc).__name__}: {escape(str(exc))} "
                                    "(run with --debug for the traceback)[/]")
         return None
 
     def _prompt(self) -> str:
         who = self.ref.name if self.ref is not None else "no voice"
         lang = "" if self.language == "auto" else f" · {self.language}"
-        return f"[bold magenta]{_short(who, 24)}[/] [dim]{self.mode}{lang}[/] [bold]›[/] "
+        return f"[bold magenta]{escape(_short(who, 24))}[/] [dim]{self.mode}{lang}[/] › "
 
     def handle(self, line: str) -> bool:
         text = line.strip()
@@ -607,8 +611,8 @@ class _Session:
         handler = getattr(self, "cmd_" + name[1:], None)
         if handler is None or name[1:] in ("", "_"):
             close = difflib.get_close_matches(name, [c.split()[0] for c in COMMANDS], n=1)
-            hint = f"; did you mean {close[0]}?" if close else ""
-            self.console.print(f"[yellow]unknown command {name}{hint} Type /help for the list.[/]")
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            self.console.print(f"[yellow]unknown command {escape(name)}{hint}; type /help for the list.[/]")
             return True
         handler(rest)
         return True
@@ -617,18 +621,18 @@ class _Session:
         if self.player is not None and self.player.error is not None and not self._reported_player_error:
             self._reported_player_error = True
             self.play_off = str(self.player.error)
-            self.console.print(f"[yellow]🔈 playback off: {self.player.error}[/]")
+            self.console.print(f"[yellow]🔈 playback off: {escape(str(self.player.error))}; outputs are still written.[/]")
             self.player = None
 
     # ---- the reference voice
 
-    def load_reference(self, path: str) -> None:
+    def load_reference(self, path: str, *, transcript: str | None = None) -> None:
         """Analyse a reference file and make it the current voice."""
         p = Path(path).expanduser()
         clip, profile, elapsed, note = self._analyse(str(p))
-        self._set_reference(_Reference(p.name, "file", str(p), profile, elapsed, note))
+        self._set_reference(_Reference(p.name, "file", str(p), profile, elapsed, note), transcript=transcript)
 
-    def record_reference(self, seconds: float) -> bool:
+    def record_reference(self, seconds: float, *, transcript: str | None = None) -> bool:
         """Record (with countdown and level meter) until the user keeps a take; True if kept."""
         if self.mic is None:
             raise DeviceError(f"{self.mic_off or 'no microphone'}; use /load PATH instead.")
@@ -636,9 +640,9 @@ class _Session:
             self._countdown()
             samples, sr = self._record_live(seconds)
             try:
-                clip, profile, elapsed, note = self._analyse((samples, sr), name="recording")
+                clip, profile, elapsed, note = self._analyse((samples, sr))
             except PersonalizationError as exc:
-                self.console.print(f"[red]✖ {exc}[/]")
+                self.console.print(f"[red]✖ {escape(str(exc))}[/]")
                 if self._choose("[r]e-record or [c]ancel?", "rc", "r") == "r":
                     continue
                 return False
@@ -653,7 +657,7 @@ class _Session:
                 self._play((samples, sr), what="the recording")
             if choice == "k":
                 self._set_reference(_Reference("recording", "recording", (samples, sr), profile, elapsed, note),
-                                    show=False)
+                                    transcript=transcript, show=False)
                 return True
             if choice == "c":
                 return False
@@ -677,7 +681,7 @@ class _Session:
                                "or with the input gain lower.[/]")
         return samples, sr
 
-    def _analyse(self, source: Any, *, name: str | None = None) -> tuple[AudioClip, VoiceProfile, float, str | None]:
+    def _analyse(self, source: Any) -> tuple[AudioClip, VoiceProfile, float, str | None]:
         from .analysis import analyze_voice
 
         t0 = time.perf_counter()
@@ -685,12 +689,25 @@ class _Session:
             clip, profile = analyze_voice(source)
         elapsed = time.perf_counter() - t0
         for warning in clip.warnings:
-            self.console.print(f"[yellow]⚠ {warning}[/]")
+            self._warn(warning)
         return clip, profile, elapsed, _emotion_note(profile)
 
-    def _set_reference(self, ref: _Reference, *, voice: Any = None, show: bool = True) -> None:
+    def _warn(self, message: str) -> None:
+        """Print a warning once per session (the adapter repeats the loader's warnings)."""
+        if message not in self._warned:
+            self._warned.add(message)
+            self.console.print(f"[yellow]⚠ {escape(message)}[/]")
+
+    def _set_reference(self, ref: _Reference, *, voice: Any = None, transcript: str | None = None,
+                       show: bool = True) -> None:
+        """Make ``ref`` the current voice; its transcript (ICL) or None (x-vector) replaces the old one."""
         if show and ref.profile is not None:
             self._show_profile(ref.profile, ref.name, ref.emotion_note)
+        if self.transcript and not transcript:
+            self.console.print("[dim]the transcript belonged to the previous reference: cleared, mode xvector "
+                               "(/transcript TEXT for ICL mode).[/]")
+        self.transcript = transcript or None
+        self.mode = "icl" if self.transcript else "xvector"
         self.ref = ref
         self.voice = voice
         if self.model is not None and voice is None:
@@ -712,9 +729,14 @@ class _Session:
     # ---- the model and the voice prompt
 
     def ensure_voice(self) -> None:
-        """Load the model if needed, then build the voice prompt if needed."""
-        if self.model is None:
+        """Load the model if needed, then build the voice prompt if needed (or if made by another model)."""
+        if self.model is None or getattr(self.model, "closed", False):
             self.model = self._load_model(self.model_name)
+        made_by = getattr(self.voice, "model_id", None)
+        if self.voice is not None and made_by and made_by != self.model.model_id and self.ref is not None:
+            self.console.print(f"[yellow]this voice was made with {escape(made_by)}; rebuilding its prompt for "
+                               f"{escape(self.model.model_id)}.[/]")
+            self.voice = None
         if self.voice is None and self.ref is not None:
             self._build_voice()
 
@@ -727,9 +749,11 @@ class _Session:
             task = progress.add_task(f"loading model {name}…", total=None)
             model = load_model(name, device=self.o.device, dtype=self.o.dtype,
                                progress=_progress_callback(progress, task))
-        self.console.print(f"[green]✔[/] model {model.model_id} ({model.size}, {model.kind}) on "
+        self.console.print(f"[green]✔[/] model {escape(model.model_id)} ({model.size}, {model.kind}) on "
                            f"{model.device}, {str(model.dtype).replace('torch.', '')} · "
                            f"{time.perf_counter() - t0:.1f} s")
+        for warning in getattr(model, "warnings", ()):
+            self._warn(warning)
         return model
 
     def _build_voice(self) -> None:
@@ -740,7 +764,9 @@ class _Session:
             self.voice = self.model.create_voice(self.ref.source, transcript=transcript, name=self.ref.name,
                                                  profile=self.ref.profile)
         self.prompt_s = time.perf_counter() - t0
-        self.console.print(f"[green]✔[/] voice prompt ready: {self.ref.name} · {self.voice.mode} · "
+        for warning in getattr(self.voice, "warnings", ()):
+            self._warn(warning)
+        self.console.print(f"[green]✔[/] voice prompt ready: {escape(self.ref.name)} · {self.voice.mode} · "
                            f"{self.prompt_s:.1f} s")
 
     # ---- speaking
@@ -752,13 +778,19 @@ class _Session:
         settings = CloneSettings(out_dir=self.o.out_dir, reference=self.reference_info(), language=self.language,
                                  seed=self.o.seed, analysis_s=self.ref.analysis_s if self.ref else None,
                                  prompt_s=self.prompt_s)
-        columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+        from .text_segmenter import split_text
+
+        segments = len(split_text(text.strip())) if text.strip() else 1
+        columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(bar_width=20),
+                   TimeElapsedColumn())
         with Progress(*columns, console=self.console, transient=True) as progress:
-            task = progress.add_task("synthesizing…", total=None)
+            what = "synthesizing…" if segments == 1 else f"synthesizing {segments} segments…"
+            task = progress.add_task(what, total=segments if segments > 1 else None)
 
             def on_chunk(chunk: GenerationResult, p: SynthesisProgress) -> None:
-                progress.update(task, description=f"synthesizing… {p.frames} frames · {p.audio_s:.1f} s audio · "
-                                                  f"{p.speed:.2f}× real-time")
+                progress.update(task, completed=chunk.segment_idx + 1,
+                                description=f"{what} {p.frames} frames · {p.audio_s:.1f} s audio · "
+                                            f"{p.speed:.2f}× real-time")
 
             def on_audio(result: GenerationResult) -> None:
                 progress.update(task, description="analysing and writing…")
@@ -791,7 +823,8 @@ class _Session:
             self.ensure_voice()
 
     def cmd_load(self, args: str) -> None:
-        path = _one_arg(args, "/load PATH")
+        # A path with spaces works unquoted when it names an existing file.
+        path = args if args and Path(args).expanduser().is_file() else _one_arg(args, "/load PATH")
         self.load_reference(path)
         self.ensure_voice()
 
@@ -819,9 +852,13 @@ class _Session:
 
     def cmd_model(self, args: str) -> None:
         name = _one_arg(args, "/model NAME|DIR (0.6b, 1.7b or a local folder)")
-        model = self._load_model(name)  # the old model stays if this fails
+        try:
+            model = self._load_model(name)
+        finally:
+            if self.model is not None and getattr(self.model, "closed", False):
+                self.model = None  # the adapter freed it first: reload it when next needed
         old, self.model, self.model_name = self.model, model, name
-        if old is not None:
+        if old is not None and old is not model:
             old.close()
         self._rebuild()
 
@@ -875,30 +912,27 @@ class _Session:
             source = (data.mean(axis=1), sr)
         path = self.library.save(name, self.voice, reference_audio=source, reference_name=self.ref.name,
                                  model_id=getattr(self.model, "model_id", None), overwrite=overwrite)
-        self.console.print(f"[green]✔[/] saved voice {name!r} to {path}/ (use it later with /voice use {name})")
+        self.console.print(f"[green]✔[/] saved voice {name!r} to {escape(str(path))}/ (use it later with /voice use {name})")
 
     def use_voice(self, name: str) -> None:
+        t0 = time.perf_counter()
         voice, entry = self.library.load(name)
-        self.transcript = getattr(voice, "transcript", None)
-        self.mode = str(getattr(voice, "mode", "xvector"))
+        self.prompt_s = time.perf_counter() - t0  # loading the saved prompt replaces building it
         profile, elapsed, note = getattr(voice, "profile", None), None, None
         if profile is None:
             _, profile, elapsed, note = self._analyse(str(entry.reference_path))
         else:
             note = _emotion_note(profile)
         ref = _Reference(name, "voice", str(entry.reference_path), profile, elapsed, note)
-        current = getattr(self.model, "model_id", None)
-        if self.model is not None and entry.model_id and entry.model_id != current:
-            self.console.print(f"[yellow]voice {name!r} was saved with {entry.model_id}; rebuilding its prompt "
-                               f"for {current}.[/]")
-            voice = None
-        self._set_reference(ref, voice=voice)
+        self._set_reference(ref, voice=voice, transcript=getattr(voice, "transcript", None))
         self.console.print(f"[green]✔[/] using saved voice {name!r} ({self.mode})")
+        if self.model is not None:
+            self.ensure_voice()  # rebuilds the prompt if the voice was saved with another model
 
     def cmd_voices(self, args: str) -> None:
         entries = self.library.entries()
         if not entries:
-            self.console.print(f"no saved voices in {self.library.root}/ yet: /voice save NAME")
+            self.console.print(f"no saved voices in {escape(str(self.library.root))}/ yet: /voice save NAME")
             return
         table = Table(title=f"Voices in {self.library.root}/", title_justify="left")
         for col in ("name", "mode", "register", "median F0", "reference", "saved"):
@@ -936,7 +970,7 @@ class _Session:
     def _choose(self, question: str, letters: str, default: str) -> str:
         """Ask until one of ``letters`` (or Enter for ``default``) is typed."""
         while True:
-            answer = self.input_fn(f"{question} [{default}] ").strip().lower()[:1] or default
+            answer = self.input_fn(escape(f"{question} [{default}] ")).strip().lower()[:1] or default
             if answer in letters:
                 return answer
             self.console.print(f"[yellow]type one of {', '.join(letters)} (or Enter for {default}).[/]")
@@ -1097,7 +1131,7 @@ def run(options: ReplOptions, *, console: Console | None = None, input_fn: Input
         try:
             lines = read_text_file(options.text_file)
         except PersonalizationError as exc:
-            console.print(f"[red]✖ {exc}[/]")
+            console.print(f"[red]✖ {escape(str(exc))}[/]")
             return 2
         return _run_batch_mode(options, lines, console)
     session = _Session(options, console, input_fn)
@@ -1109,7 +1143,7 @@ def run(options: ReplOptions, *, console: Console | None = None, input_fn: Input
     finally:
         session.close()
         n = len(session.outputs)
-        console.print(f"Outputs are in {options.out_dir.resolve()}/ ({n} {'pair' if n == 1 else 'pairs'} "
+        console.print(f"Outputs are in {escape(str(options.out_dir.resolve()))}/ ({n} {'pair' if n == 1 else 'pairs'} "
                       "written this session). Bye!")
     return 0
 
@@ -1118,7 +1152,7 @@ def _list_devices(console: Console) -> int:
     try:
         devices = audio_device.list_devices()
     except DeviceError as exc:
-        console.print(f"[red]✖ {exc}[/]")
+        console.print(f"[red]✖ {escape(str(exc))}[/]")
         return 2
     if not devices:
         console.print("[yellow]no audio devices found.[/]")
