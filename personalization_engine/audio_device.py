@@ -5,17 +5,17 @@ here, so importing the package never needs PortAudio. A missing PortAudio, a mac
 microphone or a failing device all become a :class:`DeviceError` whose message says what to do.
 
 Recording and playback always use **separate streams** (``sd.rec``/``sd.play`` share one global
-stream, so calling one stops the other). The :class:`Player` runs its own thread and accepts
-chunks, so it can play a clip while the prompt waits for the next line, and later play audio
-that is still being generated.
+stream, so calling one stops the other). The :class:`Player` is a queue of chunks in front of
+a callback output stream: it plays a clip while the prompt waits for the next line, and plays
+a line chunk by chunk while it is still being generated.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Literal
 
@@ -34,8 +34,16 @@ PORTAUDIO_HINT = (
 LEVEL_INTERVAL_S = 0.05
 #: A block whose peak reaches this magnitude is counted as clipping (0.99 = -0.09 dBFS).
 CLIP_LEVEL = 0.99
-#: Playback block (s): the player checks for /stop between blocks, so this bounds stop latency.
-PLAY_BLOCK_S = 0.1
+#: Least output buffering (s). The callback runs in Python: while synthesis or analysis holds
+#: the GIL it can be late, and a short buffer then underruns (ALSA printed "underrun occurred"
+#: during the REPL's analysis with PulseAudio's 35 ms "high" latency). 0.1 s rides out those
+#: stalls and adds about as much to the time until a line is heard (0.13 s measured from
+#: ``feed`` to the sink on a warm stream).
+OUTPUT_LATENCY_S = 0.1
+#: A started stream counts as running once it played this much past its primed buffer (s).
+START_MARGIN_S = 0.05
+#: Longest wait for a started stream to run before audio is handed over anyway (s).
+START_WAIT_S = 3.0
 #: The output stream is closed after this long without audio (s), freeing the device.
 IDLE_CLOSE_S = 1.0
 
@@ -81,7 +89,46 @@ def _sounddevice() -> Any:
             f"audio devices unavailable: the sounddevice package is missing ({exc}); run "
             "`pip install sounddevice` and " + PORTAUDIO_HINT + "."
         ) from exc
+    _route_alsa_messages()
     return sd
+
+
+_alsa_handler: Any = None
+
+
+def _route_alsa_messages() -> None:
+    """Send alsa-lib's messages to this module's logger instead of the terminal (Linux).
+
+    alsa-lib prints lines such as ``ALSA lib pcm.c:8570:(snd_pcm_recover) underrun occurred``
+    straight to stderr, where they land in the middle of the REPL's prompt. They are harmless
+    (PortAudio recovers; real failures still arrive as PortAudio errors) and are logged at
+    DEBUG level instead. Without libasound (macOS, Windows) this does nothing.
+    """
+    global _alsa_handler
+    if _alsa_handler is not None:
+        return
+    import ctypes
+    import ctypes.util
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        _alsa_handler = False
+        return
+    try:
+        asound = ctypes.cdll.LoadLibrary(ctypes.util.find_library("asound") or "libasound.so.2")
+    except OSError:
+        _alsa_handler = False
+        return
+    # void handler(const char *file, int line, const char *function, int err, const char *fmt, ...)
+    handler_type = ctypes.CFUNCTYPE(None, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_int,
+                                    ctypes.c_char_p)
+
+    def handler(file: bytes, line: int, function: bytes, err: int, fmt: bytes) -> None:
+        _LOGGER.debug("ALSA %s:%d (%s): %s", (file or b"").decode(errors="replace"), line,
+                      (function or b"").decode(errors="replace"), (fmt or b"").decode(errors="replace"))
+
+    _alsa_handler = handler_type(handler)  # kept referenced for the life of the process
+    asound.snd_lib_error_set_handler(_alsa_handler)
 
 
 def list_devices() -> list[AudioDevice]:
@@ -222,61 +269,156 @@ def _wait_recording(seconds: float, sr: int, blocks: list[np.ndarray],
         time.sleep(LEVEL_INTERVAL_S)
 
 
-class Player:
-    """Background playback on its own output stream; never blocks the caller.
+@dataclass
+class _Item:
+    """One queued piece of audio (``audio`` None: ``silence_s`` of silence)."""
 
-    ``play`` queues a clip (or a chunk of a clip still being generated) behind what is already
-    playing; ``stop`` drops everything queued and silences the device within ~0.1 s. A device
-    failure is kept in :attr:`error` (the REPL reports it once and turns playback off).
+    audio: np.ndarray | None
+    sample_rate: int
+    generation: int
+    silence_s: float = 0.0
+
+
+class Player:
+    """Background playback through a queue of chunks; never blocks the caller.
+
+    ``feed`` queues a chunk of audio that is still being generated (``final=True`` on the last
+    one), ``pause`` queues silence (the pause between two segments), ``play`` queues a whole
+    clip. A worker thread converts each chunk to the device's rate and hands it to the output
+    stream, whose callback copies queued samples to the device; when the queue runs dry before
+    the final chunk arrived (the generator is slower than real time), the callback plays
+    silence and counts an underrun instead of failing. ``stop`` drops everything queued; the
+    device falls silent within its buffer (OUTPUT_LATENCY_S). New audio queues behind what is
+    playing. With ``keep_open`` the stream stays open, silent when idle, so every line starts
+    without the device's start-up delay. A device failure is kept in :attr:`error` (the REPL
+    reports it once and turns playback off); ``feed`` then raises it.
+
+    Examples
+    --------
+    >>> player = Player()                                  # doctest: +SKIP
+    >>> for chunk in chunks:                               # doctest: +SKIP
+    ...     player.feed(chunk.audio, 24_000, final=chunk.is_final)
+    >>> player.wait()                                      # doctest: +SKIP
     """
 
-    def __init__(self, *, device: int | str | None = None) -> None:
+    def __init__(self, *, device: int | str | None = None, keep_open: bool = False,
+                 sample_rate: int = 24_000) -> None:
         self._device_spec = device
-        self._queue: queue.Queue[tuple[int, np.ndarray, int] | None] = queue.Queue()
+        self._keep_open = keep_open  # hold the stream open (silent when idle) until close()
+        self._sample_rate = int(sample_rate)  # rate a kept-open stream is opened at
+        self._cond = threading.Condition()  # guards _pending, _generation, _expecting, _closed
+        self._pending: deque[_Item] = deque()
         self._generation = 0
-        self._busy = threading.Event()
-        self._lock = threading.Lock()
+        self._expecting = False  # an utterance is being fed and its final chunk has not come
+        self._closed = False
+        self._buf_lock = threading.Lock()  # guards the device-side buffer (shared with the callback)
+        self._ready: deque[np.ndarray] = deque()
+        self._offset = 0  # samples of _ready[0] already played
+        self._ready_samples = 0
+        self._sounding_until = 0.0  # monotonic time the last handed-over sample leaves the device
+        self._starving = False
+        self._stream_lock = threading.RLock()  # guards opening, closing and aborting the stream
+        self._stream: Any = None
+        self._out_rate = 0
+        self._latency = 0.0  # the open stream's output latency (s)
+        self._frames_out = 0  # frames the callback has handed to the device (sound or silence)
         self._thread: threading.Thread | None = None
-        self._play_until = 0.0
+        self.underruns = 0
+        """Times the queue ran dry while an utterance was still being fed (silence was played)."""
+        self.starved_s = 0.0
+        """Seconds of silence played because of underruns."""
         self.error: DeviceError | None = None
         self.device: AudioDevice | None = None
 
+    # ---- the caller's side (never blocks)
+
     def open(self) -> AudioDevice:
-        """Check that an output device exists (raises :class:`DeviceError` if not)."""
+        """Check that an output device exists (raises :class:`DeviceError` if not).
+
+        With ``keep_open`` the output stream is opened and started now, playing silence while
+        idle, so the first chunk of every later line plays without the device's start-up delay
+        (measured here: about 2 s through ALSA's PulseAudio plugin on a null sink).
+        """
         self.device = find_device(self._device_spec, kind="output")
+        if self._keep_open:
+            with self._stream_lock:
+                if self._stream is None:
+                    self._open_stream(self._sample_rate)
+                    try:
+                        self._stream.start()
+                    except Exception as exc:  # sounddevice.PortAudioError: a busy or vanished device
+                        self._close_stream(drain=False)
+                        raise DeviceError(f"cannot start playback on {self.device.name!r}: {exc}; choose "
+                                          "another --output-device (see /devices) or use --no-play.") from exc
         return self.device
 
-    def play(self, samples: np.ndarray, sample_rate: int, *, interrupt: bool = False) -> None:
-        """Queue mono float32 audio; with ``interrupt`` stop what is playing first."""
+    def wait_ready(self, timeout: float = 5.0) -> bool:
+        """Wait until a kept-open stream is really running (past the device's start-up delay)."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if self._running():
+                return True
+            time.sleep(0.02)
+        return False
+
+    def feed(self, samples: np.ndarray, sample_rate: int, *, final: bool = False) -> None:
+        """Queue a chunk of mono float32 audio; ``final`` marks the last chunk of an utterance."""
         if self.error is not None:
             raise self.error
+        audio = np.ascontiguousarray(np.asarray(samples, dtype=np.float32).reshape(-1))
+        with self._cond:
+            if audio.size:
+                self._pending.append(_Item(audio, int(sample_rate), self._generation))
+            self._expecting = not final
+            self._start_worker()
+            self._cond.notify_all()
+
+    def pause(self, seconds: float) -> None:
+        """Queue ``seconds`` of silence (the pause after a segment)."""
+        if seconds > 0:
+            with self._cond:
+                self._pending.append(_Item(None, 0, self._generation, float(seconds)))
+                self._start_worker()
+                self._cond.notify_all()
+
+    def finish(self) -> None:
+        """No more chunks are coming (e.g. generation failed before its final chunk)."""
+        with self._cond:
+            self._expecting = False
+
+    def play(self, samples: np.ndarray, sample_rate: int, *, interrupt: bool = False) -> None:
+        """Queue a whole clip; with ``interrupt`` stop what is playing first."""
         if interrupt:
             self.stop()
-        audio = np.ascontiguousarray(np.asarray(samples, dtype=np.float32).reshape(-1))
-        with self._lock:
-            self._busy.set()
-            self._queue.put((self._generation, audio, int(sample_rate)))
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="player", daemon=True)
-                self._thread.start()
-
-    feed = play  # a chunk of a clip still being generated is queued the same way
+        self.feed(samples, sample_rate, final=True)
 
     def stop(self) -> None:
-        """Drop everything queued and stop the sound now."""
-        with self._lock:
+        """Drop everything queued; the device falls silent within its latency.
+
+        The stream stays open (the callback plays silence from its next block), so the next
+        line starts without the device's start-up delay.
+        """
+        with self._cond:
             self._generation += 1
-            while True:
-                try:
-                    self._queue.get_nowait()
-                except queue.Empty:
-                    break
-            self._play_until = 0.0
+            self._pending.clear()
+            self._expecting = False
+        with self._buf_lock:
+            self._ready.clear()
+            self._offset = self._ready_samples = 0
+            self._sounding_until = 0.0
+
+    @property
+    def queued_s(self) -> float:
+        """Seconds of audio queued and not yet handed to the device."""
+        pending = sum(len(i.audio) / i.sample_rate if i.audio is not None else i.silence_s
+                      for i in list(self._pending))
+        return pending + (self._ready_samples / self._out_rate if self._out_rate else 0.0)
 
     @property
     def is_playing(self) -> bool:
-        """True while audio is queued, being written, or still sounding."""
-        return self._busy.is_set() or time.monotonic() < self._play_until
+        """True while audio is queued, an utterance is being fed, or sound is still leaving the device."""
+        return (bool(self._pending) or self._ready_samples > 0 or self._expecting
+                or time.monotonic() < self._sounding_until)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until playback finished (True) or ``timeout`` passed (False)."""
@@ -290,74 +432,174 @@ class Player:
     def close(self) -> None:
         """Stop playback and end the thread."""
         self.stop()
-        self._queue.put(None)
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
         if self._thread is not None:
             self._thread.join(timeout=2.0)
+        with self._stream_lock:
+            self._close_stream(drain=False)
+
+    # ---- the worker thread: converts chunks and owns the stream
+
+    def _start_worker(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._closed = False
+            self._thread = threading.Thread(target=self._run, name="player", daemon=True)
+            self._thread.start()
 
     def _run(self) -> None:
-        stream: Any = None
         try:
             while True:
-                try:
-                    item = self._queue.get(timeout=IDLE_CLOSE_S)
-                except queue.Empty:
-                    stream = _close_stream(stream, drain=True)
-                    self._busy.clear()
-                    continue
-                if item is None:
-                    break
-                self._busy.set()
-                stream = self._play_item(stream, *item)
-                if self._queue.empty():
-                    self._busy.clear()
+                with self._cond:
+                    if not self._pending and not self._closed:
+                        self._cond.wait(timeout=0.05)
+                    if self._closed:
+                        return
+                    item = self._pending[0] if self._pending else None
+                if item is not None:
+                    self._hand_over(item)
+                    with self._cond:
+                        if self._pending and self._pending[0] is item:
+                            self._pending.popleft()
+                else:
+                    self._close_if_idle()
         except DeviceError as exc:
-            self.error = exc
-            _LOGGER.warning("playback stopped: %s", exc)
+            self._fail(exc)
         except Exception as exc:  # a device vanishing mid-stream: report, never kill the app
-            self.error = DeviceError(f"playback failed: {exc}; playback is off (files are still written).")
-            _LOGGER.warning("playback stopped: %s", exc)
-        finally:
-            self._busy.clear()
-            _close_stream(stream, drain=False)
+            self._fail(DeviceError(f"playback failed: {exc}; playback is off (files are still written)."))
 
-    def _play_item(self, stream: Any, generation: int, audio: np.ndarray, sr: int) -> Any:
-        if generation != self._generation:
-            return stream
-        if stream is None or stream.samplerate_in != sr:
-            stream = _close_stream(stream, drain=True)
-            stream = _open_output(self._device_spec, sr)
-        if stream.samplerate != sr:
-            from .audio_io import resample
+    def _fail(self, exc: DeviceError) -> None:
+        self.error = exc
+        _LOGGER.warning("playback stopped: %s", exc)
+        with self._cond:
+            self._pending.clear()
+            self._expecting = False
+        with self._buf_lock:
+            self._ready.clear()
+            self._offset = self._ready_samples = 0
+            self._sounding_until = 0.0
+        with self._stream_lock:
+            self._close_stream(drain=False)
 
-            audio = resample(audio, sr, int(stream.samplerate))
-        block = max(1, int(stream.samplerate * PLAY_BLOCK_S))
-        for start in range(0, len(audio), block):
-            if generation != self._generation:
-                stream.abort()  # drop what the device still buffers
-                stream.close()
-                return None
-            part = audio[start : start + block]
-            stream.write(part.reshape(-1, 1))
-            self._play_until = time.monotonic() + float(stream.latency) + 0.05
-        return stream
+    def _hand_over(self, item: _Item) -> None:
+        """Convert ``item`` to the stream's rate and append it to the device-side buffer."""
+        with self._stream_lock:
+            if item.generation != self._generation:
+                return
+            if self._stream is None:
+                self._open_stream(item.sample_rate or self._sample_rate)
+            elif not self._stream.active and not self._stream.stopped:  # started, then died
+                raise DeviceError("the output stream stopped unexpectedly (device unplugged or busy?); "
+                                  "playback is off (files are still written).")
+            if not self._stream.active:
+                self._stream.start()
+            self._wait_running()
+            if item.audio is None:
+                audio = np.zeros(int(round(item.silence_s * self._out_rate)), dtype=np.float32)
+            elif item.sample_rate != self._out_rate:
+                from .audio_io import resample
+
+                audio = resample(item.audio, item.sample_rate, self._out_rate)
+            else:
+                audio = item.audio
+            with self._buf_lock:
+                if item.generation != self._generation:
+                    return
+                self._ready.append(audio)
+                self._ready_samples += len(audio)
+            _LOGGER.debug("queued %.2f s for the device (%.2f s waiting)", len(audio) / self._out_rate,
+                          self._ready_samples / self._out_rate)
+
+    def _running(self) -> bool:
+        """True once the stream plays in real time, past the buffer PortAudio fills at start."""
+        return bool(self._out_rate) and self._frames_out / self._out_rate > self._latency + START_MARGIN_S
+
+    def _wait_running(self) -> None:
+        """Hold audio back until a just-started stream really runs (at most START_WAIT_S).
+
+        Some devices take a while to start after PortAudio primed them (about 2 s through ALSA's
+        PulseAudio plugin on a null sink), and audio handed over during that time lost its first
+        tens of ms there; silence is primed instead.
+        """
+        end = time.monotonic() + START_WAIT_S
+        while not self._running() and time.monotonic() < end and self._stream is not None and self._stream.active:
+            time.sleep(0.005)
+
+    def _open_stream(self, sample_rate: int) -> None:
+        """Open (not start) the stream; call with ``_stream_lock`` held."""
+        self._stream = _open_output(self._device_spec, sample_rate, self._callback)
+        self._out_rate = int(self._stream.samplerate)
+        self._latency = float(self._stream.latency)
+        self._frames_out = 0
+
+    def _close_if_idle(self) -> None:
+        with self._stream_lock:
+            if self._stream is None or self._keep_open:
+                return
+            idle = not self._pending and self._ready_samples == 0 and not self._expecting
+            if idle and time.monotonic() > self._sounding_until + IDLE_CLOSE_S:
+                self._close_stream(drain=True)
+
+    def _close_stream(self, *, drain: bool) -> None:
+        """Close the stream (call with ``_stream_lock`` held); aborting drops buffered sound."""
+        self._stream = _close_stream(self._stream, drain=drain)
+
+    # ---- the device's side: PortAudio's callback thread
+
+    def _callback(self, outdata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
+        out = outdata[:, 0]
+        n = 0
+        with self._buf_lock:
+            while n < frames and self._ready:
+                head = self._ready[0]
+                take = min(frames - n, len(head) - self._offset)
+                out[n : n + take] = head[self._offset : self._offset + take]
+                n += take
+                self._offset += take
+                if self._offset >= len(head):
+                    self._ready.popleft()
+                    self._offset = 0
+            self._ready_samples -= n
+            self._frames_out += frames
+            rate = self._out_rate or 1
+            if n:
+                self._sounding_until = time.monotonic() + self._latency + frames / rate
+            if n < frames:
+                out[n:] = 0.0  # underrun or idle: silence, never garbage
+                if self._expecting or self._pending:
+                    self.starved_s += (frames - n) / rate
+                    if not self._starving:
+                        self.underruns += 1
+                    self._starving = True
+            else:
+                self._starving = False
+        if len(outdata[0]) > 1:
+            outdata[:, 1:] = outdata[:, :1]
 
 
-def _open_output(device: int | str | None, sr: int) -> Any:
-    """An output stream at ``sr`` or, if the device refuses it, at the device's own rate."""
+def _open_output(device: int | str | None, sr: int, callback: Callable[..., None]) -> Any:
+    """An unstarted callback stream at ``sr`` or, if the device refuses it, at its own rate."""
     sd = _sounddevice()
     dev = find_device(device, kind="output")
-    for rate in (sr, int(dev.default_sample_rate)):
+    last: Exception | None = None
+    for rate in dict.fromkeys((sr, int(dev.default_sample_rate))):
         try:
-            stream = sd.OutputStream(device=dev.index, samplerate=rate, channels=1,
-                                     dtype="float32", latency="high")
+            return sd.OutputStream(device=dev.index, samplerate=rate, channels=1, dtype="float32",
+                                   latency=max(OUTPUT_LATENCY_S, _high_latency(sd, dev.index)),
+                                   callback=callback)
         except sd.PortAudioError as exc:
             last = exc
-            continue
-        stream.samplerate_in = sr  # the rate callers send, for reuse checks
-        stream.start()
-        return stream
     raise DeviceError(f"cannot open {dev.name!r} for playback: {last}; choose another "
                       "--output-device (see /devices) or use --no-play.")
+
+
+def _high_latency(sd: Any, index: int) -> float:
+    """The device's own "high" output latency (s), 0 where PortAudio cannot say."""
+    try:
+        return float(sd.query_devices(index)["default_high_output_latency"])
+    except Exception:  # a device that vanished meanwhile: the stream open will report it
+        return 0.0
 
 
 def _close_stream(stream: Any, *, drain: bool) -> None:

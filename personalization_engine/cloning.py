@@ -7,9 +7,10 @@ reported through callbacks; this module never prints.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -35,6 +36,10 @@ class SynthesisProgress:
     audio_s: float
     elapsed_s: float
     time_to_first_audio_s: float | None
+    """Seconds from the call to the first chunk with audio (what a listener waits)."""
+    chunks: int = 0
+    streamed: bool = False
+    """True when the model streamed chunks as frames were made (``generate(stream=True)``)."""
 
     @property
     def speed(self) -> float:
@@ -71,6 +76,14 @@ def model_info(model: Any, voice: Any, *, seed: int | None) -> ModelInfo:
     )
 
 
+def supports_streaming(model: Any) -> bool:
+    """True when ``model.generate`` takes ``stream=True`` (chunks as codec frames are made)."""
+    try:
+        return "stream" in inspect.signature(model.generate).parameters
+    except (AttributeError, TypeError, ValueError):  # no generate, or a builtin without a signature
+        return False
+
+
 def synthesize(
     model: Any,
     voice: Any,
@@ -79,25 +92,34 @@ def synthesize(
     language: str = "auto",
     seed: int | None = None,
     on_chunk: ChunkCallback | None = None,
+    stream: bool = False,
 ) -> tuple[GenerationResult, SynthesisProgress]:
     """Generate ``text`` chunk by chunk, calling ``on_chunk`` after each, and join the chunks.
 
-    ``KeyboardInterrupt`` closes the generator (the model stays usable) and propagates.
+    With ``stream`` (and a model that supports it, see :func:`supports_streaming`) the chunks
+    are pieces of a segment, yielded as codec frames are made; otherwise one chunk per segment.
+    Either way each chunk's ``extra["pause_after_s"]`` is the silence that follows it, and the
+    joined result is the whole utterance. Its ``processing_time_s`` is the wall time from this
+    call to the last chunk; the progress's ``time_to_first_audio_s`` is the wall time to the
+    first chunk with audio. ``KeyboardInterrupt`` closes the generator (the model stays usable)
+    and propagates.
     """
+    streamed = bool(stream) and supports_streaming(model)
     t0 = time.perf_counter()
     chunks: list[GenerationResult] = []
+    progress = SynthesisProgress(0, 0.0, 0.0, None, 0, streamed)
     # Arguments are checked by this call, before anything runs.
-    progress = SynthesisProgress(0, 0.0, 0.0, None)
-    gen = model.generate(text, voice, language=language, seed=seed)
+    gen = model.generate(text, voice, language=language, seed=seed, **({"stream": True} if streamed else {}))
     try:
         for chunk in gen:
             chunks.append(chunk)
             elapsed = time.perf_counter() - t0
             ttfa = progress.time_to_first_audio_s
             if ttfa is None and len(chunk.audio):
-                ttfa = chunk.time_to_first_audio_s or elapsed
+                ttfa = elapsed
             progress = SynthesisProgress(progress.frames + int(chunk.frames),
-                                         progress.audio_s + float(chunk.audio_duration_s), elapsed, ttfa)
+                                         progress.audio_s + float(chunk.audio_duration_s), elapsed, ttfa,
+                                         len(chunks), streamed)
             if on_chunk is not None:
                 on_chunk(chunk, progress)
     finally:
@@ -109,6 +131,9 @@ def synthesize(
     from .qwen_adapter import join_results  # segments joined with their pauses
 
     joined = join_results(chunks, text=text, similarity=lambda audio: _similarity(model, voice, audio, chunks[0].sample_rate))
+    wall = progress.elapsed_s
+    joined = replace(joined, processing_time_s=wall, time_to_first_audio_s=progress.time_to_first_audio_s,
+                     real_time_factor=wall / joined.audio_duration_s if joined.audio_duration_s > 0 else float("inf"))
     return joined, progress
 
 
@@ -120,6 +145,7 @@ def clone_line(
     *,
     on_chunk: ChunkCallback | None = None,
     on_audio: Callable[[GenerationResult], None] | None = None,
+    stream: bool = False,
 ) -> tuple[OutputPair, GenerationResult]:
     """Speak ``text`` in ``voice`` and write its output pair.
 
@@ -132,9 +158,12 @@ def clone_line(
     settings : CloneSettings
         Output folder, reference, language, seed and the session's earlier timings.
     on_chunk : callable, optional
-        Progress callback, see :func:`synthesize`.
+        Called with each chunk as it arrives (progress, and playback as the audio comes).
     on_audio : callable, optional
-        Called with the joined result before analysis and writing (e.g. to start playback).
+        Called with the joined result before analysis and writing.
+    stream : bool
+        Ask the model for chunks as codec frames are made, where it can (see :func:`synthesize`);
+        the written pair is the whole utterance either way.
 
     Returns
     -------
@@ -149,7 +178,7 @@ def clone_line(
     if not text:
         raise SynthesisError("nothing to say: the line is empty. Type some text.")
     result, progress = synthesize(model, voice, text, language=settings.language, seed=settings.seed,
-                                  on_chunk=on_chunk)
+                                  on_chunk=on_chunk, stream=stream)
     if on_audio is not None:
         on_audio(result)
     similarity = result.similarity

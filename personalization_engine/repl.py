@@ -343,11 +343,15 @@ def run_batch(
     try:
         with Progress(*columns, console=console) as progress:
             task = progress.add_task("cloning", total=len(lines))
+            on_chunk = None if player is None else lambda chunk, _p: _feed_chunk(player, chunk)
             for i, line in enumerate(lines, 1):
                 progress.update(task, description=f"line {i}: {_short(line, 30)}")
                 try:
-                    pair, result = clone_line(model, voice, line, settings)
+                    # With a player, each line streams into it as it is made (queued behind the last).
+                    pair, result = clone_line(model, voice, line, settings, on_chunk=on_chunk, stream=player is not None)
                 except PersonalizationError as exc:
+                    if player is not None:
+                        player.finish()
                     failed.append(i)
                     progress.console.print(f"[red]✖ line {i}: {escape(str(exc))}[/]")
                     if isinstance(exc, OutputWriteError):
@@ -356,8 +360,6 @@ def run_batch(
                     continue
                 written.append(pair.wav_path)
                 progress.console.print(_result_line(len(written), pair, result))
-                if player is not None and player.error is None:
-                    player.play(result.audio, result.sample_rate)
                 progress.advance(task)
     except KeyboardInterrupt:
         console.print(f"[yellow]interrupted after {len(written)} of {len(lines)} lines; "
@@ -508,7 +510,8 @@ class _Session:
         if not self.o.play:
             self.play_off = "--no-play"
         else:
-            player = audio_device.Player(device=self.o.output_device)
+            # Kept open (silent when idle): a line's first chunk plays without the device's start-up delay.
+            player = audio_device.Player(device=self.o.output_device, keep_open=True)
             try:
                 player.open()
                 self.player = player
@@ -637,6 +640,8 @@ class _Session:
         if self.mic is None:
             raise DeviceError(f"{self.mic_off or 'no microphone'}; use /load PATH instead.")
         while True:
+            if self.player is not None:
+                self.player.stop()  # the speakers must not play into the microphone
             self._countdown()
             samples, sr = self._record_live(seconds)
             try:
@@ -655,6 +660,8 @@ class _Session:
                 if choice != "p":
                     break
                 self._play((samples, sr), what="the recording")
+            if self.player is not None:
+                self.player.stop()  # decided: stop the take's play back, the next line plays at once
             if choice == "k":
                 self._set_reference(_Reference("recording", "recording", (samples, sr), profile, elapsed, note),
                                     transcript=transcript, show=False)
@@ -788,16 +795,29 @@ class _Session:
             task = progress.add_task(what, total=segments if segments > 1 else None)
 
             def on_chunk(chunk: GenerationResult, p: SynthesisProgress) -> None:
+                if self.player is not None:  # play each chunk as it arrives
+                    _feed_chunk(self.player, chunk)
+                heard = f" · first audio {p.time_to_first_audio_s:.2f} s" if p.time_to_first_audio_s else ""
                 progress.update(task, completed=chunk.segment_idx + 1,
                                 description=f"{what} {p.frames} frames · {p.audio_s:.1f} s audio · "
-                                            f"{p.speed:.2f}× real-time")
+                                            f"{p.speed:.2f}× real-time{heard}")
 
             def on_audio(result: GenerationResult) -> None:
                 progress.update(task, description="analysing and writing…")
-                if self.player is not None:
-                    self._play((result.audio, result.sample_rate), what="the line", interrupt=False)
 
-            pair, result = clone_line(self.model, self.voice, text, settings, on_chunk=on_chunk, on_audio=on_audio)
+            try:
+                # Streamed when playing (time to first audio is what the user hears); the pair
+                # written is the whole utterance either way.
+                pair, result = clone_line(self.model, self.voice, text, settings, on_chunk=on_chunk,
+                                          on_audio=on_audio, stream=self.player is not None)
+            except KeyboardInterrupt:
+                if self.player is not None:
+                    self.player.stop()  # cancelled: the half-made line stops sounding too
+                raise
+            except BaseException:
+                if self.player is not None:
+                    self.player.finish()
+                raise
         self.outputs.append(pair)
         self.console.print(_result_line(len(self.outputs), pair, result,
                                         playing=self.player is not None and self.player.error is None))
@@ -1029,6 +1049,8 @@ def _result_line(n: int, pair: OutputPair, result: GenerationResult, *, playing:
     line.append(f"{n}: ", style="dim")
     line.append(pair.wav_path.name, style="bold")
     line.append(f" · {result.audio_duration_s:.1f} s · RTF {result.real_time_factor:.2f}")
+    if result.time_to_first_audio_s is not None:
+        line.append(f" · TTFA {result.time_to_first_audio_s:.2f} s")
     if fp.similarity is not None:
         style = "green" if fp.similarity >= SIM_GOOD else "yellow" if fp.similarity >= SIM_POOR else "red"
         line.append(" · similarity ")
@@ -1041,6 +1063,23 @@ def _result_line(n: int, pair: OutputPair, result: GenerationResult, *, playing:
     if playing:
         line.append("  ♪", style="cyan")
     return line
+
+
+def _feed_chunk(player: audio_device.Player, chunk: GenerationResult) -> None:
+    """Queue one chunk for playback as it arrives, then the pause that follows it.
+
+    A playback failure is not raised here: the player keeps it in ``error`` and the session
+    reports it once (playback goes off, the line is still written).
+    """
+    if player.error is not None:
+        return
+    try:
+        player.feed(chunk.audio, chunk.sample_rate, final=chunk.is_final)
+        pause = float(chunk.extra.get("pause_after_s", 0.0) or 0.0)
+        if pause > 0 and not chunk.is_final:
+            player.pause(pause)
+    except DeviceError as exc:
+        _LOGGER.info("playback failed: %s", exc)
 
 
 def _languages() -> set[str]:

@@ -16,8 +16,9 @@ import subprocess
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
+import numpy as np
 import pytest
 
 ASOUNDRC = "pcm.!default { type pulse }\nctl.!default { type pulse }\n"
@@ -111,3 +112,80 @@ def portaudio_env(env: dict[str, str]) -> Iterator[None]:
                 os.environ[k] = v
         sd._terminate()
         sd._initialize()
+
+
+class MonitorRecorder:
+    """Record the null sink's monitor with ``parec`` (PulseAudio's own client, not PortAudio).
+
+    Used to check what a player sent to the sink sample by sample: ``parec`` delivers the
+    monitor's samples in order, with none lost at its start, so a played signal can be found in
+    the recording by cross-correlation. (PortAudio's ALSA input through the pulse plugin may
+    start late or deliver a backlog in a burst, which is fine for pitch checks but not for
+    sample-exact ones.) The sink runs only while something plays, so the recording holds the
+    played sound plus a little silence around it. A thread notes when the file grows, so
+    :meth:`time_of` tells when a recorded sample had reached the sink (``time.monotonic``).
+    """
+
+    def __init__(self, env: dict[str, str], path: Path, *, sample_rate: int = 24_000) -> None:
+        self.env, self.path, self.sample_rate = {**os.environ, **env}, path, sample_rate
+        self._file: Any = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._timeline: list[tuple[float, int]] = []  # (monotonic time, bytes written by then)
+        self._watching = False
+        self._watcher: Any = None
+
+    def __enter__(self) -> "MonitorRecorder":
+        if shutil.which("parec") is None:
+            pytest.skip(f"parec is not installed ({APT_HINT})")
+        self._file = open(self.path, "wb")
+        self._proc = subprocess.Popen(
+            ["parec", "--device=nullsink.monitor", f"--rate={self.sample_rate}", "--channels=1",
+             "--format=float32le", "--latency-msec=20", "--raw"],
+            env=self.env, stdout=self._file, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # connected once the server lists the recording stream
+            out = subprocess.run(["pactl", "list", "short", "source-outputs"], env=self.env,
+                                 capture_output=True, text=True, timeout=10).stdout
+            if out.strip():
+                break
+            time.sleep(0.05)
+        time.sleep(0.2)
+        import threading
+
+        self._watching = True
+        self._watcher = threading.Thread(target=self._watch, daemon=True)
+        self._watcher.start()
+        return self
+
+    def _watch(self) -> None:
+        last = -1
+        while self._watching:
+            size = self.path.stat().st_size
+            if size != last:
+                self._timeline.append((time.monotonic(), size))
+                last = size
+            time.sleep(0.005)
+
+    def samples_by(self, when: float) -> int:
+        """How many samples had been recorded at time ``when``."""
+        return max([size // 4 for t, size in self._timeline if t <= when], default=0)
+
+    def time_of(self, sample: int) -> float:
+        """When sample ``sample`` was in the file: an upper bound on when it reached the sink."""
+        for t, size in self._timeline:
+            if size >= (sample + 1) * 4:
+                return t
+        raise AssertionError(f"sample {sample} was never recorded")
+
+    def __exit__(self, *exc: object) -> None:
+        time.sleep(0.3)  # the last played samples reach the monitor
+        assert self._proc is not None and self._file is not None
+        self._proc.terminate()
+        self._proc.wait(timeout=10)
+        self._watching = False
+        self._watcher.join(timeout=5)
+        self._file.close()
+
+    def audio(self) -> np.ndarray:
+        """The recorded samples (float32 mono at ``sample_rate``)."""
+        return np.fromfile(self.path, dtype="<f4")

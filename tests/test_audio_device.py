@@ -2,8 +2,11 @@
 
 Real speech from ``../shared/data/voices`` is played into the null sink by the :class:`Player`
 while :func:`record` records the sink's monitor at the device's own rate (44.1 kHz); the recording
-must keep the clip's Voice DNA. No mocks: only the missing-PortAudio test hides the library (in a
-child process) to check the message.
+must keep the clip's Voice DNA. The streaming tests feed the player chunk by chunk, as a line
+being generated does, and check sample by sample what reached the sink (recorded with PulseAudio's
+``parec``): every chunk complete and in order, pauses and underruns as silence, ``stop`` emptying
+the queue. No mocks: only the missing-PortAudio test hides the library (in a child process) to
+check the message.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from personalization_engine import audio_device
 from personalization_engine.analysis import analyze_voice
 from personalization_engine.errors import DeviceError
 
-from ._pulse import null_sink_server, portaudio_env
+from ._pulse import MonitorRecorder, null_sink_server, portaudio_env
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -83,21 +86,160 @@ def test_level_meter_flags_clipping(null_sink):
     assert max(lv.peak for lv in levels) >= audio_device.CLIP_LEVEL
 
 
-def test_stop_silences_playback_quickly(null_sink, voices_dir):
-    samples, sr = sf.read(str(voices_dir / "LJ001-0006.flac"), dtype="float32")
-    player = audio_device.Player()
+def test_stop_empties_the_queue_and_silences_playback(null_sink, voices_dir, tmp_path):
+    samples, sr = sf.read(str(voices_dir / "LJ001-0006.flac"), dtype="float32")  # 5.7 s
+    player = audio_device.Player(keep_open=True)  # as the REPL uses it: warm, silent when idle
     player.open()
-    try:
+    assert player.wait_ready(timeout=10.0)
+
+    def play_then_stop() -> None:
         player.play(samples, sr)
-        time.sleep(0.5)
+        for _ in range(5):  # a queue of chunks behind the clip, as a streamed line leaves it
+            player.feed(samples[: sr // 2], sr)
+        assert player.queued_s > 6.0
+        while player.queued_s > len(samples) / sr + 2.5 - 0.6:  # about 0.6 s has been played
+            time.sleep(0.02)
         assert player.is_playing
+        t0 = time.perf_counter()
         player.stop()
-        assert player.wait(timeout=3.0)  # far less than the 5.7 s clip
+        assert time.perf_counter() - t0 < 0.5
+        assert player.queued_s == 0.0 and not player.is_playing  # the queue is empty at once
+        time.sleep(1.0)
+
+    try:
+        heard = _monitor(null_sink, tmp_path, play_then_stop)
+        loud = np.flatnonzero(np.abs(heard) > 1e-3)
+        assert loud.size and (loud[-1] - loud[0]) / 24_000 < 1.5  # cut short: 8.2 s were queued
         assert player.error is None
         player.play(samples[: sr // 2], sr)  # still usable after a stop
         assert player.wait(timeout=5.0)
     finally:
         player.close()
+
+
+def _monitor(env: dict[str, str], folder: Path, action) -> np.ndarray:
+    """What reached the sink (24 kHz, via parec) while ``action()`` ran and played."""
+    with MonitorRecorder(env, folder / f"monitor_{time.monotonic_ns()}.raw") as rec:
+        action()
+    return rec.audio()
+
+
+def _align(recorded: np.ndarray, expected: np.ndarray) -> int:
+    """Offset of ``expected`` in ``recorded`` (cross-correlation peak; may be negative)."""
+    from scipy.signal import correlate
+
+    pad = len(expected)
+    corr = correlate(np.concatenate([np.zeros(pad, np.float32), recorded, np.zeros(pad, np.float32)]), expected,
+                     mode="valid", method="fft")
+    return int(np.argmax(corr)) - pad
+
+
+def _window(recorded: np.ndarray, start: int, n: int) -> np.ndarray:
+    """``recorded[start:start + n]``, zero-padded where it reaches outside the recording."""
+    out = np.zeros(n, np.float32)
+    lo, hi = max(start, 0), min(start + n, len(recorded))
+    if hi > lo:
+        out[lo - start : hi - start] = recorded[lo:hi]
+    return out
+
+
+def _ncc(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
+
+
+def test_streamed_chunks_play_complete_and_in_order(null_sink, voices_dir, tmp_path):
+    """Chunks of real speech fed as a generator would (a small first chunk, then larger ones,
+    two segments with a pause between them) come out of the sink complete, in order, with the
+    pause as silence, and with the clip's Voice DNA."""
+    from personalization_engine.audio_io import load_audio
+
+    clip = voices_dir / "cmu_arctic_us_aew_a0001.flac"  # ARCTIC aew, male, 3.9 s
+    speech = load_audio(clip, sample_rate=24_000).samples
+    sr, pause_s = 24_000, 0.4
+    half = len(speech) // 2
+    segments = [speech[:half], speech[half:]]
+    # 4 codec frames (0.32 s) first, then 16 frames (1.28 s), like the adapter's defaults.
+    sizes = [int(0.32 * sr)] + [int(1.28 * sr)] * 10
+    plan: list[tuple[np.ndarray, bool, float]] = []  # (chunk, final, pause after)
+    for s_idx, seg in enumerate(segments):
+        bounds = np.cumsum([0] + sizes)
+        bounds = [int(b) for b in bounds if b < len(seg)] + [len(seg)]
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            last = b == len(seg)
+            plan.append((seg[a:b], last and s_idx == len(segments) - 1, pause_s if last and s_idx == 0 else 0.0))
+    expected = np.concatenate([np.concatenate([c, np.zeros(int(round(p * sr)), np.float32)]) for c, _, p in plan])
+    player = audio_device.Player(keep_open=True)  # as the REPL uses it: warm, silent when idle
+    player.open()
+    assert player.wait_ready(timeout=10.0)
+    feed_s: list[float] = []
+
+    def stream() -> None:
+        for chunk, final, pause in plan:
+            t0 = time.perf_counter()
+            player.feed(chunk, sr, final=final)
+            player.pause(pause)
+            feed_s.append(time.perf_counter() - t0)
+            time.sleep(0.01)  # a generator running faster than real time
+        assert player.is_playing
+        assert player.wait(timeout=10.0)
+
+    try:
+        recorded = _monitor(null_sink, tmp_path, stream)
+    finally:
+        player.close()
+    assert player.error is None and player.underruns == 0
+    assert max(feed_s) < 0.05  # feeding never waits for the device
+    offset = _align(recorded, expected)
+    got = _window(recorded, offset, len(expected))
+    print(f"recorded {len(recorded) / sr:.2f} s; the utterance starts at {offset / sr:+.3f} s")
+    assert _ncc(got, expected) > 0.95  # the whole utterance, sample-aligned
+    pos = 0
+    for chunk, _, pause in plan:  # every chunk where it belongs, in order
+        assert _ncc(got[pos : pos + len(chunk)], chunk) > 0.9
+        pos += len(chunk)
+        if pause:
+            gap = got[pos : pos + int(pause * sr)]
+            assert np.sqrt(np.mean(gap**2)) < 1e-3  # the pause is silence
+            pos += int(pause * sr)
+    # Nothing extra after the utterance (the stream stays silent when the queue is empty).
+    tail = recorded[offset + len(expected) + 240 :]
+    assert tail.size == 0 or np.max(np.abs(tail)) < 1e-3
+    _, original = analyze_voice(clip, emotion=False)
+    _, heard = analyze_voice((got, sr), emotion=False)
+    assert heard.prosody.pitch.median_hz == pytest.approx(original.prosody.pitch.median_hz, rel=0.05)
+    assert heard.prosody.duration_s == pytest.approx(len(speech) / sr + pause_s, abs=0.05)
+
+
+def test_underrun_plays_silence_and_recovers(null_sink, tmp_path):
+    """A generator slower than real time: the queue runs dry between two chunks; the gap is
+    silence, counted as an underrun, and the second chunk still plays after the first."""
+    sr = 24_000
+    from .conftest import make_tone
+
+    first, second = make_tone(300.0, 0.4, sr), make_tone(500.0, 0.4, sr)
+    player = audio_device.Player(keep_open=True)  # as the REPL uses it: warm, silent when idle
+    player.open()
+    assert player.wait_ready(timeout=10.0)
+
+    def stream() -> None:
+        player.feed(first, sr)
+        time.sleep(1.2)  # 0.8 s longer than the first chunk lasts
+        player.feed(second, sr, final=True)
+        assert player.wait(timeout=5.0)
+
+    try:
+        recorded = _monitor(null_sink, tmp_path, stream)
+    finally:
+        player.close()
+    assert player.error is None
+    assert player.underruns >= 1 and player.starved_s == pytest.approx(0.8, abs=0.35)
+    a, b = _align(recorded, first), _align(recorded, second)
+    assert _ncc(_window(recorded, a, len(first)), first) > 0.95
+    assert _ncc(_window(recorded, b, len(second)), second) > 0.95
+    gap = recorded[a + len(first) + 240 : b - 240]
+    assert len(gap) / sr == pytest.approx(0.8, abs=0.35)  # the second chunk came when it was fed
+    assert np.max(np.abs(gap)) < 1e-3  # silence, not garbage or a repeated buffer
 
 
 def test_device_lookup_by_name_and_index(null_sink):
