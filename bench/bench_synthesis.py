@@ -6,18 +6,25 @@ of cloning a voice run on the *same* weights, interleaved, with the same capped 
 
 * ``ours``         ``TTSModel.synthesize(text, voice)`` with a Voice made once by ``create_voice``
                    (includes the similarity measurement every result carries);
+* ``ours-stream``  ``TTSModel.generate(text, voice, stream=True)`` with the default chunks (first
+                   after 4 frames, then every 16), consumed to the end (chunks are decoded while
+                   the worker thread keeps generating);
 * ``plain``        ``Qwen3TTSModel.generate_voice_clone(text, ref_audio=..., ref_text=...)``, the
                    documented one-call usage (the voice prompt is rebuilt on every call);
 * ``plain+prompt`` ``generate_voice_clone(text, voice_clone_prompt=items)`` with the prompt from
                    ``create_voice_clone_prompt`` built once (the best the plain API can do).
 
 Reported per run: codec frames per second of wall time, real-time factor (wall time / audio
-duration; < 1 is faster than real time), and the peak resident memory of the process during
-the run (Linux VmHWM, reset before each run). Results go to stdout and to ``--out``.
+duration; < 1 is faster than real time), time to first audio (from the call to the first
+audio handed to the caller: the whole call for the non-streaming paths), the peak resident
+memory of the process during the run (Linux VmHWM, reset before each run), and each path's
+wall time relative to ``plain`` (median of the per-rep ratios; the paths of a rep run back
+to back). Results go to stdout and to ``--out``, with the machine's
+``uptime`` load before and after (other work on a shared machine skews CPU timings).
 
 Usage::
 
-    .venv/bin/python bench/bench_synthesis.py --sizes 0.6b 1.7b --frames 12 --reps 2
+    .venv/bin/python bench/bench_synthesis.py --sizes 0.6b 1.7b --frames 24 --reps 3
 """
 
 from __future__ import annotations
@@ -47,21 +54,24 @@ REF = VOICES / "LJ001-0004.flac"
 REF_TEXT = "produced the block books, which were the immediate predecessors of the true printed book,"
 TEXT = "Please call Stella and ask her to bring these things with her from the store."
 FPS = 12.5
+PATHS = ("ours", "ours-stream", "plain", "plain+prompt")
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", nargs="+", default=["0.6b", "1.7b"], choices=["0.6b", "1.7b"])
     p.add_argument("--modes", nargs="+", default=["icl", "xvector"], choices=["icl", "xvector"])
-    p.add_argument("--frames", type=int, default=12, help="codec frames per run (12.5 per second of audio)")
-    p.add_argument("--reps", type=int, default=2, help="timed runs per path (after one warm-up)")
+    p.add_argument("--frames", type=int, default=24, help="codec frames per run (12.5 per second of audio)")
+    p.add_argument("--reps", type=int, default=3, help="timed runs per path (after one warm-up)")
+    p.add_argument("--paths", nargs="+", default=list(PATHS), choices=list(PATHS), help="paths to time")
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "bench_synthesis_cpu.txt")
     p.add_argument("--append", action="store_true", help="append to --out instead of replacing it")
     args = p.parse_args(argv)
 
     import_qwen_tts()  # quietly, before anything else imports it
     lines = _header(argv)
-    _emit(lines, f"{'model':6s} {'mode':8s} {'path':13s} {'frames':>6s} {'wall_s':>8s} {'frames/s':>9s} {'RTF':>7s} {'peak_GB':>8s}")
+    _emit(lines, f"{'model':6s} {'mode':8s} {'path':13s} {'frames':>6s} {'wall_s':>8s} {'frames/s':>9s} {'RTF':>7s} "
+                 f"{'TTFA_s':>7s} {'peak_GB':>8s} {'x_plain':>7s}")
     ref_samples, ref_sr = load_audio(REF, sample_rate=24_000)
     for size in args.sizes:
         t0 = time.perf_counter()
@@ -71,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             _bench_mode(model, size, mode, (ref_samples, ref_sr), args, lines)
         model.close()
         del model
+    _emit(lines, f"# load after: {_load()}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.open("a" if args.append else "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n\n")
@@ -90,45 +101,61 @@ def _bench_mode(model: Any, size: str, mode: str, ref: tuple[np.ndarray, int], a
     items = qwen.create_voice_clone_prompt(ref_audio=ref, x_vector_only_mode=transcript is None, **(
         {"ref_text": transcript} if transcript else {}))
 
-    def ours(frames: int) -> int:
-        return model.synthesize(TEXT, voice, seed=0, max_new_frames=frames, _min_new_frames=frames).frames
+    def ours(frames: int) -> tuple[int, float]:
+        t0 = time.perf_counter()
+        r = model.synthesize(TEXT, voice, seed=0, max_new_frames=frames, _min_new_frames=frames)
+        return r.frames, time.perf_counter() - t0
 
-    def plain(frames: int) -> int:
+    def ours_stream(frames: int) -> tuple[int, float]:
+        t0 = time.perf_counter()
+        first, total = None, 0
+        for chunk in model.generate(TEXT, voice, seed=0, max_new_frames=frames, _min_new_frames=frames, stream=True):
+            first = time.perf_counter() - t0 if first is None else first
+            total += chunk.frames
+        return total, float(first)
+
+    def plain(frames: int) -> tuple[int, float]:
         return _plain_run(qwen, frames, lambda **kw: qwen.generate_voice_clone(TEXT, language="Auto", ref_audio=ref, **plain_kwargs, **kw))
 
-    def plain_prompt(frames: int) -> int:
+    def plain_prompt(frames: int) -> tuple[int, float]:
         return _plain_run(qwen, frames, lambda **kw: qwen.generate_voice_clone(TEXT, language="Auto", voice_clone_prompt=items, **kw))
 
-    paths: list[tuple[str, Callable[[int], int]]] = [("ours", ours), ("plain", plain), ("plain+prompt", plain_prompt)]
+    every = {"ours": ours, "ours-stream": ours_stream, "plain": plain, "plain+prompt": plain_prompt}
+    paths = [(name, every[name]) for name in PATHS if name in args.paths]
     for _, run in paths:  # warm-up: first-call allocations and kernel selection
         run(2)
-    timings: dict[str, list[tuple[float, float]]] = {name: [] for name, _ in paths}
+    timings: dict[str, list[tuple[float, float, float]]] = {name: [] for name, _ in paths}
     for _ in range(args.reps):
         for name, run in paths:  # interleaved, so background load hits every path alike
             _reset_peak_rss()
             t0 = time.perf_counter()
-            frames = run(n)
+            frames, ttfa = run(n)
             wall = time.perf_counter() - t0
             if frames != n:
                 raise RuntimeError(f"{name} produced {frames} frames, expected {n}")
-            timings[name].append((wall, _peak_rss_gb()))
+            timings[name].append((wall, ttfa, _peak_rss_gb()))
+            print(f"#   {size} {mode} {name}: {wall:.2f} s, first audio {ttfa:.2f} s (load {_load()})", flush=True)
+    plain_walls = [w for w, _, _ in timings.get("plain", [])]
     for name, runs in timings.items():
-        wall = statistics.median(w for w, _ in runs)
-        peak = max(m for _, m in runs)
-        _emit(lines, f"{size:6s} {mode:8s} {name:13s} {n:6d} {wall:8.2f} {n / wall:9.2f} {wall / (n / FPS):7.2f} {peak:8.2f}")
-    ratio = statistics.median(w for w, _ in timings["ours"]) / statistics.median(w for w, _ in timings["plain"])
-    ratio_p = statistics.median(w for w, _ in timings["ours"]) / statistics.median(w for w, _ in timings["plain+prompt"])
-    _emit(lines, f"# {size} {mode}: ours / plain wall time = {ratio:.2f}; ours / plain+prompt = {ratio_p:.2f}")
+        wall = statistics.median(w for w, _, _ in runs)
+        ttfa = statistics.median(t for _, t, _ in runs)
+        peak = max(m for _, _, m in runs)
+        # Paired: run i of every path ran back to back, so the ratio cancels drifting load.
+        ratio = statistics.median(w / p for (w, _, _), p in zip(runs, plain_walls)) if plain_walls else float("nan")
+        _emit(lines, f"{size:6s} {mode:8s} {name:13s} {n:6d} {wall:8.2f} {n / wall:9.2f} {wall / (n / FPS):7.2f} "
+                     f"{ttfa:7.2f} {peak:8.2f} {ratio:7.2f}")
+    _emit(lines, f"# {size} {mode}: load now {_load()}")
 
 
-def _plain_run(qwen: Any, frames: int, call: Callable[..., tuple[list[np.ndarray], int]]) -> int:
+def _plain_run(qwen: Any, frames: int, call: Callable[..., tuple[list[np.ndarray], int]]) -> tuple[int, float]:
     """One plain qwen-tts call with the same sampling seed and fixed frame count as ours."""
     import torch
 
+    t0 = time.perf_counter()
     with torch.random.fork_rng(devices=[]), fixed_min_frames(qwen.model.talker, frames):
         torch.manual_seed(0)
         wavs, sr = call(max_new_tokens=frames + 1)
-    return int(round(len(wavs[0]) / 1920))
+    return int(round(len(wavs[0]) / 1920)), time.perf_counter() - t0  # no audio before the end
 
 
 def _header(argv: list[str] | None) -> list[str]:
@@ -145,8 +172,18 @@ def _header(argv: list[str] | None) -> list[str]:
         f"python {platform.python_version()}",
         f"# torch {torch.__version__}, transformers {transformers.__version__}, qwen-tts {version('qwen-tts')}",
         f"# text: {TEXT!r}; reference: {REF.name}",
-        "# wall_s: median of the timed runs; RTF = wall_s / audio duration; peak_GB: process VmHWM during a run",
+        f"# OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}; load before: {_load()}",
+        "# wall_s, TTFA_s: medians of the timed runs; RTF = wall_s / audio duration; TTFA_s = time to first audio "
+        "(the whole call unless streaming); peak_GB: process VmHWM during a run; x_plain = median over the reps of "
+        "wall / plain's wall in the same rep (paired)",
     ]
+
+
+def _load() -> str:
+    """The 1/5/15-minute load averages (``uptime``), and the cores they compare to."""
+    with contextlib.suppress(OSError):
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3]) + f" on {os.cpu_count()} cores"
+    return "unknown"
 
 
 def _cpu_name() -> str:

@@ -22,30 +22,41 @@ from .schema import GenerationResult
 
 def join_results(results: list[GenerationResult], *, text: str = "",
                  similarity: Callable[[np.ndarray], float | None] | None = None) -> GenerationResult:
-    """Join segment results with their pauses (``extra["pause_after_s"]``) into one final result."""
+    """Join segment results, or streamed chunks, into one final result.
+
+    Chunks of a segment are concatenated directly; a segment's pause
+    (``extra["pause_after_s"]``) follows its last record (``extra["segment_final"]``, which a
+    non-streamed result implicitly is), except after the final one. ``similarity`` measures
+    the joined audio when there is more than one segment; with one segment its own value is kept.
+    """
     if not results:
         raise SynthesisError("nothing was generated")
     sr = results[0].sample_rate
     parts: list[np.ndarray] = []
+    finals: list[GenerationResult] = []
+    seg_frames: dict[int, int] = {}
     for r in results:
         parts.append(r.audio)
-        pause = float(r.extra.get("pause_after_s", 0.0)) if not r.is_final else 0.0
-        parts.append(np.zeros(int(round(pause * sr)), dtype=np.float32))
+        seg_frames[r.segment_idx] = seg_frames.get(r.segment_idx, 0) + r.frames
+        if r.extra.get("segment_final", True):
+            finals.append(r)
+            pause = float(r.extra.get("pause_after_s", 0.0)) if not r.is_final else 0.0
+            parts.append(np.zeros(int(round(pause * sr)), dtype=np.float32))
     audio = np.concatenate(parts).astype(np.float32)
     duration = len(audio) / sr
     elapsed = sum(r.processing_time_s for r in results)
-    if len(results) == 1:
-        sim = results[0].similarity
+    if len(seg_frames) == 1:
+        sim = finals[-1].similarity if finals else None
     else:
         sim = similarity(audio) if similarity is not None else None
     return GenerationResult(
         audio=audio, sample_rate=sr, segment_idx=0, frames=sum(r.frames for r in results), audio_duration_s=duration,
         processing_time_s=elapsed, real_time_factor=elapsed / duration if duration > 0 else float("inf"),
-        peak_memory_gb=max(r.peak_memory_gb for r in results), is_final=True, text=text or " ".join(r.text for r in results),
-        similarity=sim, time_to_first_audio_s=results[0].time_to_first_audio_s,
-        extra={"segments": len(results), "segment_frames": [r.frames for r in results],
-               "segment_similarity": [r.similarity for r in results],
-               "pauses_s": [float(r.extra.get("pause_after_s", 0.0)) for r in results[:-1]],
+        peak_memory_gb=max(r.peak_memory_gb for r in results), is_final=True,
+        text=text or " ".join(r.text for r in finals), similarity=sim, time_to_first_audio_s=results[0].time_to_first_audio_s,
+        extra={"segments": len(seg_frames), "segment_frames": list(seg_frames.values()), "chunks": len(results),
+               "segment_similarity": [r.similarity for r in finals],
+               "pauses_s": [float(r.extra.get("pause_after_s", 0.0)) for r in finals[:-1]],
                "hit_budget": any(r.extra.get("hit_budget") for r in results)},
     )
 

@@ -2,9 +2,11 @@
 
 Labels are :data:`EMOTION_LABELS` (``schema.EMOTION_LABELS``: calm, happy, sad, angry, fearful,
 disgust, surprised) and features are :data:`FEATURE_NAMES` (``emotion_features``), both defined
-once. The model is a linear SVM (``LinearSVC``, one-vs-rest) behind a ``StandardScaler``, with
-sigmoid-calibrated probabilities; it is trained on RAVDESS and EmoDB with speed-perturbed
-copies (see ``emotion_training`` and ``models/svm_model_report.md``).
+once. The model averages the probabilities of two linear SVMs (``LinearSVC``, one-vs-rest,
+each behind a ``StandardScaler`` with sigmoid-calibrated probabilities): one on all features and
+one on the compact subset :data:`COMPACT_FEATURE_NAMES` (no MFCC/log-mel functionals), which
+transfers better to recordings unlike the training corpora. It is trained on RAVDESS and EmoDB
+with speed-perturbed copies (see ``emotion_training`` and ``models/svm_model_report.md``).
 
 Loading is safe by construction: :meth:`EmotionDetector.load` reads the JSON manifest beside the
 pickle, checks the pickle's SHA-256 against it *before* unpickling (a tampered file never
@@ -30,7 +32,14 @@ from typing import Any
 
 import numpy as np
 
-from .emotion_features import FEATURE_NAMES, FEATURE_VERSION, SAMPLE_RATE, compute_features
+from .emotion_features import (
+    COMPACT_COLUMNS,
+    COMPACT_FEATURE_NAMES,
+    FEATURE_NAMES,
+    FEATURE_VERSION,
+    SAMPLE_RATE,
+    compute_features,
+)
 from .errors import ModelLoadError, ProfileError
 from .schema import EMOTION_LABELS, EmotionEstimate, ProsodyFeatures
 
@@ -41,7 +50,7 @@ _LOGGER = logging.getLogger(__name__)
 #: often as the rest (see the training report), so the UI should hedge them.
 UNCERTAIN_BELOW = 0.40
 #: Version of the model format and training recipe (bump when either changes).
-MODEL_VERSION = "1.0"
+MODEL_VERSION = "2.0"
 #: Manifest format identifier.
 MANIFEST_FORMAT = "personalization_engine.emotion_detector/1"
 #: The shipped model (resolved from the package, not the working directory).
@@ -57,7 +66,7 @@ _PICKLE_BUILTINS = frozenset({"slice", "set", "frozenset", "dict", "list", "tupl
 
 
 class EmotionDetector:
-    """Classify the emotion of a voice clip (scikit-learn-style wrapper around the SVM).
+    """Classify the emotion of a voice clip (scikit-learn-style wrapper around the two SVMs).
 
     ``fit`` and ``predict_proba`` work on feature matrices (rows in :data:`FEATURE_NAMES`
     order), as in scikit-learn; ``predict`` takes one clip's audio, the app's call.
@@ -65,7 +74,9 @@ class EmotionDetector:
     Parameters
     ----------
     C : float
-        Inverse regularisation strength of the linear SVM (chosen by speaker-grouped CV).
+        Inverse regularisation strength of the SVM on all features (chosen by speaker-grouped CV).
+    C_compact : float
+        The same for the SVM on :data:`COMPACT_FEATURE_NAMES` (chosen by speaker-grouped CV).
     calibration_folds : int
         Speaker-grouped folds for the sigmoid probability calibration.
     seed : int
@@ -79,8 +90,10 @@ class EmotionDetector:
     ('angry', 0.81, False)
     """
 
-    def __init__(self, *, C: float = 0.003, calibration_folds: int = 5, seed: int = 0) -> None:
+    def __init__(self, *, C: float = 0.003, C_compact: float = 0.001, calibration_folds: int = 5,
+                 seed: int = 0) -> None:
         self.C = C
+        self.C_compact = C_compact
         self.calibration_folds = calibration_folds
         self.seed = seed
         self.pipeline_: Any = None
@@ -88,12 +101,16 @@ class EmotionDetector:
 
     # ----------------------------------------------------------------- scikit-learn API
     def fit(self, X: np.ndarray, y: np.ndarray | list[str], *, groups: np.ndarray | None = None) -> "EmotionDetector":
-        """Fit scaler, linear SVM and calibration on features ``X`` (n, n_features) and labels ``y``.
+        """Fit both members (scaler, linear SVM, calibration) on ``X`` (n, n_features) and ``y``.
 
         ``groups`` (speaker ids) keep each speaker inside one calibration fold, so the
-        probabilities are calibrated on voices the SVM did not see.
+        probabilities are calibrated on voices the SVM did not see. The fitted model is one
+        scikit-learn ``VotingClassifier`` (soft voting, equal weights): the mean of the two
+        members' calibrated probabilities.
         """
         from sklearn.calibration import CalibratedClassifierCV
+        from sklearn.compose import ColumnTransformer
+        from sklearn.ensemble import VotingClassifier
         from sklearn.model_selection import GroupKFold, StratifiedKFold
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler
@@ -104,9 +121,17 @@ class EmotionDetector:
             cv: Any = list(GroupKFold(n_splits=self.calibration_folds).split(X, y, groups))
         else:
             cv = StratifiedKFold(n_splits=self.calibration_folds, shuffle=True, random_state=self.seed)
-        svm = LinearSVC(C=self.C, class_weight="balanced", max_iter=20_000, random_state=self.seed)
-        calibrated = CalibratedClassifierCV(svm, method="sigmoid", cv=cv, ensemble=False)
-        self.pipeline_ = make_pipeline(StandardScaler(), calibrated).fit(X, y)
+
+        def member(C: float) -> Any:
+            svm = LinearSVC(C=C, class_weight="balanced", max_iter=20_000, random_state=self.seed)
+            return CalibratedClassifierCV(svm, method="sigmoid", cv=cv, ensemble=False)
+
+        compact = ColumnTransformer([("compact", "passthrough", list(COMPACT_COLUMNS))], remainder="drop")
+        self.pipeline_ = VotingClassifier(
+            [("all_features", make_pipeline(StandardScaler(), member(self.C))),
+             ("compact_features", make_pipeline(compact, StandardScaler(), member(self.C_compact)))],
+            voting="soft",
+        ).fit(X, y)
         return self
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
@@ -216,7 +241,9 @@ class EmotionDetector:
             "labels": list(EMOTION_LABELS),
             "feature_version": FEATURE_VERSION,
             "feature_names": list(FEATURE_NAMES),
-            "hyperparameters": {"C": self.C, "calibration_folds": self.calibration_folds, "seed": self.seed},
+            "hyperparameters": {"C": self.C, "C_compact": self.C_compact,
+                                "calibration_folds": self.calibration_folds, "seed": self.seed},
+            "compact_feature_names": list(COMPACT_FEATURE_NAMES),
             "uncertain_below": UNCERTAIN_BELOW,
             "sklearn_version": sklearn.__version__,
             "numpy_version": np.__version__,

@@ -14,8 +14,12 @@ Generation pipeline per segment (see :meth:`TTSModel.generate`): text -> segment
 and clause boundaries (``text_segmenter``) -> talker + code predictor produce codec frames
 (``_segment_codes``, capped by a budget derived from the text length) -> the causal 12 Hz
 decoder turns frames into audio (``_decode``; in ICL mode with the last 25 reference frames as
-left context) -> speaker similarity of the output to the voice. Producing frames and decoding
-them are separate steps so that a streaming path can decode chunks as frames arrive.
+left context) -> speaker similarity of the output to the voice. With ``stream=True`` the same
+qwen-tts ``generate`` runs in a worker thread and its frames are decoded in chunks as they
+arrive (``_qwen_stream``), so the first audio comes after a few frames::
+
+    for chunk in model.generate(text, voice, stream=True):   # first chunk after 4 frames
+        player.play(chunk.audio)                               # then every 16 frames
 
 ``GenerationResult.real_time_factor`` is processing time / audio duration (lower is faster;
 mlx-audio uses the name for the inverse). ``peak_memory_gb`` is ``torch.cuda.max_memory_allocated``
@@ -31,6 +35,7 @@ import functools
 import logging
 import os
 import sys
+import threading
 import time
 import weakref
 from dataclasses import dataclass
@@ -67,6 +72,15 @@ from ._qwen_runtime import (
     process_peak_rss_gb as process_peak_rss_gb,
     seeded,
     torch_module,
+)
+from ._qwen_stream import (
+    CHUNK_FRAMES,
+    FIRST_CHUNK_FRAMES,
+    LEFT_CONTEXT_FRAMES_STREAM,
+    ChunkDecoder,
+    FrameStream,
+    StreamOptions,
+    check_stream_options,
 )
 from ._qwen_voice import Voice, describe_voice
 from .errors import AudioInputError, ModelLoadError, ProfileError, SynthesisError
@@ -265,6 +279,8 @@ class _Plan:
     seed: int | None
     max_new_frames: int | None
     min_new_frames: int | None
+    stream: StreamOptions | None = None
+    """Chunking when streaming; None for one result per segment."""
 
 
 @dataclass(frozen=True)
@@ -302,6 +318,8 @@ class TTSModel:
         self.warnings: list[str] = list(warnings or [])
         self._prompts: weakref.WeakKeyDictionary[Voice, _Prompt] = weakref.WeakKeyDictionary()
         self._key: tuple[str, ...] | None = None
+        # One talker generation at a time (a streaming worker thread and a caller may overlap).
+        self._generate_lock = threading.Lock()
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"{self.device}, {self.dtype}"
@@ -406,13 +424,29 @@ class TTSModel:
 
     def generate(self, text: str, voice: Voice, *, language: str = "auto", temperature: float | None = None,
                  top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
-                 max_new_frames: int | None = None, _min_new_frames: int | None = None) -> Iterator[GenerationResult]:
-        """Speak ``text`` in ``voice``, one :class:`GenerationResult` per segment.
+                 max_new_frames: int | None = None, stream: bool = False,
+                 first_chunk_frames: int = FIRST_CHUNK_FRAMES, chunk_frames: int = CHUNK_FRAMES,
+                 left_context_frames: int = LEFT_CONTEXT_FRAMES_STREAM,
+                 _min_new_frames: int | None = None) -> Iterator[GenerationResult]:
+        """Speak ``text`` in ``voice``: one :class:`GenerationResult` per segment, or per chunk when streaming.
 
         All arguments are checked before anything runs (errors are raised by this call, not by
         the first ``next``). Long text is split at sentence/clause boundaries (see
-        ``text_segmenter``); each result's ``extra["pause_after_s"]`` is the pause to leave
-        after it, which :meth:`synthesize` inserts.
+        ``text_segmenter``); each segment's (last) result has ``extra["pause_after_s"]``, the
+        pause to leave after it, which :meth:`synthesize` inserts.
+
+        Streaming (``stream=True``) yields audio while the talker is still producing frames:
+        each segment's first chunk after ``first_chunk_frames`` frames, then one every
+        ``chunk_frames`` frames, the rest last. A chunk's ``audio`` holds only its new samples
+        (``frames x 1920``); play chunks back to back and a segment's pause after its last
+        chunk. Chunk records carry ``extra["chunk_idx"]`` (within the segment),
+        ``extra["segment_final"]`` (the segment's last chunk, which has the pause and the
+        segment's ``similarity``, measured on the whole segment; other chunks have None) and
+        ``extra["frame_start"]``; ``is_final`` is set only on the very last chunk;
+        ``time_to_first_audio_s`` on the first. The frames are those of the one-shot call with
+        the same seed, and the joined chunks equal its audio within ~1e-4 (see ``_qwen_stream``).
+        Stop early by closing the generator (``gen.close()``, or leaving a ``for`` loop and
+        dropping it): generation stops at its next step.
 
         Parameters
         ----------
@@ -429,24 +463,37 @@ class TTSModel:
             Makes the output reproducible (segment i uses seed + i; the global RNG is untouched).
         max_new_frames : int, optional
             Cap on codec frames per segment (12.5 per second) on top of the text-length budget.
+        stream : bool
+            Yield chunks as frames are generated (default False: one result per segment).
+        first_chunk_frames, chunk_frames : int
+            Streaming chunk sizes in frames, 1 to 1000 (defaults 4 = 0.32 s and 16 = 1.28 s).
+        left_context_frames : int
+            Earlier frames the decoder sees again before each streamed chunk, 0 to 1000
+            (default 100; 0 makes the chunk boundaries click). Checked even when not streaming.
         _min_new_frames : int, optional
             Benchmark-only: suppress end-of-speech until this many frames, so random-weight
             models generate a fixed length (``bench/bench_synthesis.py``). Not for users.
         """
         self._require("base", "generate")
-        plan = self._plan(text, language, temperature, top_k, top_p, seed, max_new_frames, _min_new_frames)
+        plan = self._plan(text, language, temperature, top_k, top_p, seed, max_new_frames, _min_new_frames,
+                          (stream, first_chunk_frames, chunk_frames, left_context_frames))
         prompt = self._prompt_for(voice)
         return self._run(plan, functools.partial(self._clone_inputs, prompt=prompt), prompt.context_codes, voice)
 
     def synthesize(self, text: str, voice: Voice, **kwargs: Any) -> GenerationResult:
-        """:meth:`generate` with the segments joined by their pauses into one final result."""
+        """:meth:`generate` with the segments (or streamed chunks) joined by their pauses into one final result."""
         results = list(self.generate(text, voice, **kwargs))
         return join_results(results, text=text, similarity=lambda audio: self._output_similarity(audio, voice))
 
     def generate_design(self, text: str, instruct: str, *, language: str = "auto", temperature: float | None = None,
                         top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
-                        max_new_frames: int | None = None, _min_new_frames: int | None = None) -> Iterator[GenerationResult]:
+                        max_new_frames: int | None = None, stream: bool = False,
+                        first_chunk_frames: int = FIRST_CHUNK_FRAMES, chunk_frames: int = CHUNK_FRAMES,
+                        left_context_frames: int = LEFT_CONTEXT_FRAMES_STREAM,
+                        _min_new_frames: int | None = None) -> Iterator[GenerationResult]:
         """Speak ``text`` in a voice described by ``instruct`` (VoiceDesign model only).
+
+        The options are :meth:`generate`'s (streaming included; no similarity: there is no voice).
 
         ``instruct`` is natural language, e.g. from :func:`describe_voice`; empty means none.
         Design then clone: ``synthesize_design`` here, then ``create_voice`` on a Base model
@@ -456,7 +503,8 @@ class TTSModel:
         if not isinstance(instruct, str) or len(instruct) > MAX_INSTRUCT_CHARS:
             got = type(instruct).__name__ if not isinstance(instruct, str) else f"{len(instruct)} characters"
             raise ProfileError(f"instruct must be a string of at most {MAX_INSTRUCT_CHARS} characters, got {got}")
-        plan = self._plan(text, language, temperature, top_k, top_p, seed, max_new_frames, _min_new_frames)
+        plan = self._plan(text, language, temperature, top_k, top_p, seed, max_new_frames, _min_new_frames,
+                          (stream, first_chunk_frames, chunk_frames, left_context_frames))
         q = self._qwen
         instruct_ids = q._tokenize_texts([q._build_instruct_text(instruct)])[0] if instruct.strip() else None
         return self._run(plan, functools.partial(self._design_inputs, instruct_ids=instruct_ids), None, None)
@@ -475,7 +523,9 @@ class TTSModel:
             raise ProfileError(f"{what} needs {need}; {self.model_id} is a {self.kind} model")
 
     def _plan(self, text: str, language: str, temperature: float | None, top_k: int | None, top_p: float | None,
-              seed: int | None, max_new_frames: int | None, min_new_frames: int | None) -> _Plan:
+              seed: int | None, max_new_frames: int | None, min_new_frames: int | None,
+              streaming: tuple[bool, int, int, int] = (False, FIRST_CHUNK_FRAMES, CHUNK_FRAMES,
+                                                       LEFT_CONTEXT_FRAMES_STREAM)) -> _Plan:
         segments = tuple(split_text(check_text(text)))
         lang = self._check_language(language)
         sampling = check_sampling(temperature, top_k, top_p)
@@ -484,7 +534,11 @@ class TTSModel:
             check_int(name, value, low, high)
         if min_new_frames and max_new_frames and min_new_frames > max_new_frames:
             raise ProfileError(f"_min_new_frames ({min_new_frames}) exceeds max_new_frames ({max_new_frames})")
-        return _Plan(text, segments, lang, sampling, seed, max_new_frames, min_new_frames)
+        stream, *chunking = streaming
+        if not isinstance(stream, bool):
+            raise ProfileError(f"stream must be True or False, got {stream!r}")
+        options = check_stream_options(*chunking)
+        return _Plan(text, segments, lang, sampling, seed, max_new_frames, min_new_frames, options if stream else None)
 
     def _check_language(self, language: str) -> str:
         lang = str(language).strip().lower() if isinstance(language, str) else ""
@@ -542,36 +596,79 @@ class TTSModel:
 
     def _run(self, plan: _Plan, make_inputs: Callable[[str, str], dict[str, Any]], context: Any,
              voice: Voice | None) -> Iterator[GenerationResult]:
-        """The segment loop: frames -> audio -> similarity -> result (a generator)."""
+        """The segment loop: frames -> audio -> similarity -> result(s) (a generator)."""
         start = time.perf_counter()
         for idx, seg in enumerate(plan.segments):
-            t0 = time.perf_counter()
             self._reset_peak_memory()
             budget = frame_budget(seg.text, cap=plan.max_new_frames)
-            codes = self._segment_codes(make_inputs(seg.text, plan.language), plan, budget, idx)
-            audio = self._decode(codes, context)
-            sim = self._output_similarity(audio, voice)
-            elapsed = time.perf_counter() - t0
-            frames = int(codes.shape[0])
-            if frames >= budget and not plan.min_new_frames:
-                _LOGGER.warning("segment %d stopped at its budget of %d frames (no end-of-speech): %r", idx, budget, seg.text[:60])
-            duration = len(audio) / self.sample_rate
-            yield GenerationResult(
-                audio=audio, sample_rate=self.sample_rate, segment_idx=idx, frames=frames,
-                audio_duration_s=duration, processing_time_s=elapsed,
-                real_time_factor=elapsed / duration if duration > 0 else float("inf"),
-                peak_memory_gb=self._peak_memory_gb(), is_final=idx == len(plan.segments) - 1, text=seg.text,
-                similarity=sim, time_to_first_audio_s=time.perf_counter() - start if idx == 0 else None,
-                extra={"pause_after_s": seg.pause_after_s, "frame_budget": budget, "hit_budget": frames >= budget,
-                       "language": plan.language, "seed": None if plan.seed is None else plan.seed + idx},
-            )
+            inputs = make_inputs(seg.text, plan.language)
+            if plan.stream is None:
+                t0 = time.perf_counter()
+                codes = self._segment_codes(inputs, plan, budget, idx)
+                audio = self._decode(codes, context)
+                sim = self._output_similarity(audio, voice)
+                yield self._result(plan, idx, audio, int(codes.shape[0]), t0, start, budget, sim)
+            else:
+                yield from self._stream_segment(plan, idx, inputs, budget, context, voice, start)
+
+    def _stream_segment(self, plan: _Plan, idx: int, inputs: dict[str, Any], budget: int, context: Any,
+                        voice: Voice | None, start: float) -> Iterator[GenerationResult]:
+        """One segment as chunks: qwen-tts generate in a worker thread, each chunk decoded on arrival."""
+        torch, model = torch_module(), self._qwen.model
+        assert plan.stream is not None
+        decoder = ChunkDecoder(model.speech_tokenizer.model.decoder, self.samples_per_frame,
+                               plan.stream.left_context_frames, context)
+        run = functools.partial(self._segment_codes, inputs, plan, budget, idx)
+        groups = int(model.config.talker_config.num_code_groups)
+        done: list[Any] = []
+        audios: list[np.ndarray] = []
+        t0 = time.perf_counter()
+        with FrameStream(model.talker, run, eos_id=model.config.talker_config.codec_eos_token_id,
+                         max_frames=budget + 1) as frames_stream:
+            for chunk_idx, (frames, last) in enumerate(frames_stream.chunks(plan.stream)):
+                codes = torch.stack(frames) if frames else torch.zeros((0, groups), dtype=torch.long, device=model.talker.device)
+                audio = decoder.decode(codes)
+                done.append(codes)
+                audios.append(audio)
+                sim = None
+                if last:
+                    _check_streamed(torch.cat(done), frames_stream.result)
+                    sim = self._output_similarity(np.concatenate(audios), voice)
+                yield self._result(plan, idx, audio, int(codes.shape[0]), t0, start, budget, sim,
+                                   chunk=(chunk_idx, last, sum(int(c.shape[0]) for c in done[:-1])))
+                t0 = time.perf_counter()
+
+    def _result(self, plan: _Plan, idx: int, audio: np.ndarray, frames: int, t0: float, start: float, budget: int,
+                sim: float | None, chunk: tuple[int, bool, int] | None = None) -> GenerationResult:
+        """The record of a segment, or (``chunk`` = (index, last in segment, first frame)) of a chunk."""
+        chunk_idx, segment_final, frame_start = chunk if chunk is not None else (0, True, 0)
+        seg = plan.segments[idx]
+        elapsed = time.perf_counter() - t0
+        seg_frames = frame_start + frames
+        hit = segment_final and seg_frames >= budget
+        if hit and not plan.min_new_frames:
+            _LOGGER.warning("segment %d stopped at its budget of %d frames (no end-of-speech): %r", idx, budget, seg.text[:60])
+        duration = len(audio) / self.sample_rate
+        extra: dict[str, Any] = {"pause_after_s": seg.pause_after_s if segment_final else 0.0, "frame_budget": budget,
+                                 "hit_budget": hit, "language": plan.language,
+                                 "seed": None if plan.seed is None else plan.seed + idx}
+        if chunk is not None:
+            extra.update(chunk_idx=chunk_idx, segment_final=segment_final, frame_start=frame_start)
+        return GenerationResult(
+            audio=audio, sample_rate=self.sample_rate, segment_idx=idx, frames=frames,
+            audio_duration_s=duration, processing_time_s=elapsed,
+            real_time_factor=elapsed / duration if duration > 0 else float("inf"),
+            peak_memory_gb=self._peak_memory_gb(), is_final=segment_final and idx == len(plan.segments) - 1,
+            text=seg.text, similarity=sim,
+            time_to_first_audio_s=time.perf_counter() - start if idx == 0 and chunk_idx == 0 else None, extra=extra,
+        )
 
     def _segment_codes(self, inputs: dict[str, Any], plan: _Plan, budget: int, idx: int) -> Any:
         """Run the talker + code predictor (qwen-tts ``generate``): codes shaped (frames, 16)."""
         torch, q = torch_module(), self._qwen
         kwargs = q._merge_generate_kwargs(**plan.sampling, max_new_tokens=budget + 1)  # n tokens -> n-1 frames
         try:
-            with torch.inference_mode(), seeded(plan.seed, idx, self.device), \
+            with self._generate_lock, torch.inference_mode(), seeded(plan.seed, idx, self.device), \
                     fixed_min_frames(q.model.talker, plan.min_new_frames):
                 codes_list, _ = q.model.generate(**inputs, **kwargs)
         except torch.cuda.OutOfMemoryError as exc:
@@ -596,7 +693,9 @@ class TTSModel:
         return cosine(self._speaker_embedding(audio), voice.speaker_embedding)
 
     def _speaker_embedding(self, samples: np.ndarray) -> np.ndarray:
-        emb = self._qwen.model.extract_speaker_embedding(audio=np.ascontiguousarray(samples, dtype=np.float32), sr=SAMPLE_RATE)
+        # Clipped to [-1, 1]: qwen-tts' mel front end print()s a warning on stdout otherwise.
+        samples = np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0)
+        emb = self._qwen.model.extract_speaker_embedding(audio=np.ascontiguousarray(samples), sr=SAMPLE_RATE)
         return emb.float().cpu().numpy().reshape(-1)
 
     def _encode_reference(self, samples: np.ndarray) -> np.ndarray:
@@ -611,6 +710,16 @@ class TTSModel:
         if self.device.startswith("cuda"):
             return torch_module().cuda.max_memory_allocated(self.device) / 1e9
         return process_peak_rss_gb()
+
+
+def _check_streamed(streamed: Any, returned: Any) -> None:
+    """Internal invariant: the frames handed out while streaming are those generate returned."""
+    torch = torch_module()
+    if streamed.shape != returned.shape or not torch.equal(streamed.cpu(), returned.cpu()):
+        raise SynthesisError(
+            f"internal error: streamed frames {tuple(streamed.shape)} differ from the generated ones "
+            f"{tuple(returned.shape)}; please report it (stream=False works around it)"
+        )
 
 
 # --- command line ------------------------------------------------------------------------------

@@ -534,3 +534,25 @@ def test_cuda_bf16_end_to_end(tiny_checkpoint: Path, voices_dir: Path) -> None:
     assert 0 < r.peak_memory_gb < 2
     model.close()
     assert torch.cuda.memory_allocated() < 50e6
+
+
+def test_importing_qwen_tts_prints_nothing() -> None:
+    """Regression: qwen-tts 0.1.1 prints a flash-attn banner on stdout when imported; the
+    library must never print (the REPL's screen and piped CLI output stay clean)."""
+    import subprocess
+    import sys
+
+    code = ("from personalization_engine.qwen_adapter import import_qwen_tts\n"
+            "import_qwen_tts()\nimport qwen_tts.core.models, qwen_tts.core.tokenizer_12hz\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "" and proc.stderr == ""
+
+
+def test_out_of_range_audio_does_not_print(tiny_model: TTSModel, xvector_voice: Voice, capfd) -> None:
+    """Regression: qwen-tts' mel front end print()s a warning for samples outside [-1, 1]."""
+    loud = np.random.default_rng(0).uniform(-1.5, 1.5, SR).astype(np.float32)
+    sim = tiny_model.similarity(loud, xvector_voice)
+    assert -1.0 <= sim <= 1.0
+    assert capfd.readouterr().out == ""
