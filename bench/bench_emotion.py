@@ -4,7 +4,7 @@ Times, on a real 5 s speech clip (a ``voices/`` clip, trimmed by ``load_audio`` 
 zero-padded to 5.0 s, the same clip as ``bench_analysis.py``):
 
 - ``compute_features`` (the emotion feature vector) alone;
-- ``EmotionDetector.predict_proba`` on one feature row (scaler + SVM + calibration);
+- ``EmotionDetector.predict_proba`` on one feature row (two members: scaler + SVM + calibration, averaged);
 - ``EmotionDetector.predict`` on the clip's samples: what the app adds on top of the Voice DNA
   analysis (``load_audio`` validation of the array, features, probabilities, the record);
 - ``EmotionDetector.load`` of the shipped model (SHA-256 check + allow-list unpickling + a probe
@@ -60,7 +60,8 @@ _COLD_LOAD = (
     "t = time.perf_counter(); EmotionDetector.load({model!r}); "
     "print(1000 * (time.perf_counter() - t))"
 )
-_SKLEARN_IMPORTS = "import sklearn.calibration, sklearn.pipeline, sklearn.preprocessing, sklearn.svm"
+_SKLEARN_IMPORTS = ("import sklearn.calibration, sklearn.compose, sklearn.ensemble, sklearn.pipeline, "
+                    "sklearn.preprocessing, sklearn.svm")
 
 
 def _timed(fn: Callable[[], Any], reps: int) -> tuple[float, float, Any]:
@@ -133,7 +134,7 @@ def main() -> None:
     ms, best, feats = _timed(lambda: compute_features(x), args.reps)
     rows.append(("compute_features (emotion features)", ms, best))
     ms, best, _ = _timed(lambda: det.predict_proba(feats[None, :]), args.reps)
-    rows.append(("predict_proba (1 row: scaler + SVM + calibration)", ms, best))
+    rows.append(("predict_proba (1 row: 2 x (scaler + SVM + calibration))", ms, best))
     ms, best, est = _timed(lambda: det.predict(x, SR), args.reps)
     rows.append(("EmotionDetector.predict(samples) [what the app adds]", ms, best))
     predict_ms = ms
