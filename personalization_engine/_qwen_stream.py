@@ -32,7 +32,7 @@ import numpy as np
 
 from ._qwen_inputs import check_int
 from ._qwen_runtime import torch_module
-from .errors import ProfileError
+from .errors import ProfileError, SynthesisError
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -245,3 +245,13 @@ class ChunkDecoder:
         for block in dec.decoder:
             hidden = block(hidden)
         return hidden.clamp(min=-1, max=1)
+
+
+def check_streamed(streamed: Any, returned: Any) -> None:
+    """Internal invariant: the frames handed out while streaming are those generate returned."""
+    torch = torch_module()
+    if streamed.shape != returned.shape or not torch.equal(streamed.cpu(), returned.cpu()):
+        raise SynthesisError(
+            f"internal error: streamed frames {tuple(streamed.shape)} differ from the generated ones "
+            f"{tuple(returned.shape)}; please report it (stream=False works around it)"
+        )

@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -423,3 +424,27 @@ def _transformers_version() -> str:
 
 def _round_up(n: int, multiple: int) -> int:
     return -(-n // multiple) * multiple
+
+
+# --- command line ------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m personalization_engine.qwen_adapter make-tiny DIR``: write a tiny checkpoint."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m personalization_engine.qwen_adapter")
+    sub = parser.add_subparsers(dest="command", required=True)
+    tiny = sub.add_parser("make-tiny", help="write a tiny random-weight Qwen3-TTS checkpoint (hub layout)")
+    tiny.add_argument("directory", help="output folder (must be empty unless --overwrite)")
+    tiny.add_argument("--kind", choices=("base", "voice_design"), default="base")
+    tiny.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
+    tiny.add_argument("--overwrite", action="store_true", help="replace a non-empty folder")
+    args = parser.parse_args(argv)
+    try:
+        out = build_tiny_checkpoint(args.directory, kind=args.kind, seed=args.seed, overwrite=args.overwrite)
+    except (FileExistsError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(out)
+    return 0

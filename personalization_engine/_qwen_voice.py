@@ -158,6 +158,22 @@ class Voice:
             raise ProfileError(f"{folder / VOICE_JSON}: missing or invalid field ({exc}); recreate the voice") from exc
 
 
+def check_voice(voice: Voice, talker: Any, model_id: str) -> None:
+    """Reject a non-Voice, or a voice whose embedding width or codes do not fit this model (``talker`` config)."""
+    if not isinstance(voice, Voice):
+        raise ProfileError(f"voice must be a Voice from create_voice() or Voice.load(), got {type(voice).__name__}")
+    if voice.embedding_dim != talker.hidden_size:
+        raise ProfileError(
+            f"voice {voice.name or ''!s} was made with {voice.model_id or 'another model'} (speaker embedding "
+            f"width {voice.embedding_dim}); {model_id} needs width {talker.hidden_size}. Recreate the "
+            "voice with create_voice() on this model."
+        )
+    if voice.ref_codes is not None and (voice.ref_codes.shape[1] != talker.num_code_groups
+                                        or voice.ref_codes.min() < 0 or voice.ref_codes.max() >= 2048):
+        raise ProfileError(f"voice {voice.name!s} has reference codes shaped {voice.ref_codes.shape} outside the "
+                           f"12 Hz codec's (frames, {talker.num_code_groups}) x 2048 range; recreate it")
+
+
 def _read_metadata(folder: Path) -> dict[str, Any]:
     path = folder / VOICE_JSON
     if not path.is_file():

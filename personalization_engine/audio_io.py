@@ -5,7 +5,7 @@ mp3 where libsndfile supports it) or an array, any sample rate from 8 kHz to 192
 count, 8/16/24/32-bit integer or float. It returns mono float32 at the requested rate with the
 leading and trailing silence trimmed, and rejects unusable input with a specific message.
 
-Recording and playback live in ``audio_device.py``; this module never imports sounddevice, so
+Recording and playback live in ``audio_device.py`` and ``playback.py``; this module never imports sounddevice, so
 importing the package never needs PortAudio.
 """
 

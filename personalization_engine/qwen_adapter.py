@@ -27,6 +27,10 @@ during the segment on CUDA, and the process's peak resident set size so far (``g
 CPU/MPS, in 1e9 bytes.
 
 Heavy packages (torch, qwen_tts) are imported on first use, so importing this module is cheap.
+The internals live in private modules next to this one: ``_qwen_device`` (device/dtype, loader
+and its CUDA-OOM fallback), ``_qwen_hub`` (finding/downloading weights), ``_qwen_inputs`` and
+``_qwen_plan`` (argument checks, result records), ``_qwen_voice``, ``_qwen_stream``,
+``_qwen_runtime`` and ``_qwen_tiny`` (the ``make-tiny`` checkpoint and command line).
 """
 
 from __future__ import annotations
@@ -45,23 +49,35 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from ._qwen_device import (
+    describe_device as describe_device,
+    load_qwen as _load_qwen,
+    load_with_fallback as _load_with_fallback,
+    report as _report,
+    resolve_device as resolve_device,
+)
 from ._qwen_hub import MODEL_ALIASES, resolve_model
-# Re-exported helpers ("x as x"): the constants, prepare_reference, join_results,
-# fixed_min_frames (benchmarks), import_qwen_tts and process_peak_rss_gb are public too.
+# Re-exported helpers ("x as x"): the constants, resolve_device, describe_device,
+# prepare_reference, join_results, fixed_min_frames (benchmarks), import_qwen_tts and
+# process_peak_rss_gb are public too.
 from ._qwen_inputs import (
     MAX_TEXT_CHARS as MAX_TEXT_CHARS,
     MAX_TRANSCRIPT_CHARS as MAX_TRANSCRIPT_CHARS,
     REF_TAIL_SILENCE_S as REF_TAIL_SILENCE_S,
     SAMPLE_RATE,
     analyze_reference,
-    check_int,
-    check_sampling,
-    check_text,
     check_transcript,
     load_reference,
     prepare_reference as prepare_reference,
     reference_name,
     reference_sha256,
+)
+from ._qwen_plan import (
+    LANGUAGE_CODES as LANGUAGE_CODES,
+    MAX_NEW_FRAMES_LIMIT as MAX_NEW_FRAMES_LIMIT,
+    Plan,
+    make_plan,
+    segment_result,
 )
 from ._qwen_runtime import (
     cosine,
@@ -79,13 +95,13 @@ from ._qwen_stream import (
     LEFT_CONTEXT_FRAMES_STREAM,
     ChunkDecoder,
     FrameStream,
-    StreamOptions,
-    check_stream_options,
+    check_streamed,
 )
-from ._qwen_voice import Voice, describe_voice
+from ._qwen_tiny import main as _main  # python -m personalization_engine.qwen_adapter make-tiny DIR
+from ._qwen_voice import Voice, check_voice, describe_voice
 from .errors import AudioInputError, ModelLoadError, ProfileError, SynthesisError
 from .schema import AudioClip, GenerationResult, VoiceProfile
-from .text_segmenter import Segment, frame_budget, split_text
+from .text_segmenter import frame_budget
 
 __all__ = [
     "load_model", "TTSModel", "Voice", "describe_voice", "SUPPORTED_LANGUAGES", "MODEL_ALIASES",
@@ -99,7 +115,6 @@ SAMPLES_PER_FRAME = 1920
 #: uses 25 frames (2 s) of context between chunks, which covers the causal convolutions.
 LEFT_CONTEXT_FRAMES = 25
 MAX_INSTRUCT_CHARS = 1_000
-MAX_NEW_FRAMES_LIMIT = 8_192
 #: Outputs shorter than this get no similarity (the speaker encoder needs ~0.25 s of audio).
 MIN_SIMILARITY_S = 0.25
 #: Languages of the Qwen3-TTS 12 Hz models ("auto" lets the model decide).
@@ -107,12 +122,6 @@ SUPPORTED_LANGUAGES: tuple[str, ...] = (
     "auto", "chinese", "english", "german", "italian", "portuguese", "spanish", "japanese",
     "korean", "french", "russian",
 )
-LANGUAGE_CODES = {
-    "zh": "chinese", "en": "english", "de": "german", "it": "italian", "pt": "portuguese",
-    "es": "spanish", "ja": "japanese", "ko": "korean", "fr": "french", "ru": "russian",
-}
-_DTYPES = {"auto": "auto", "bfloat16": "bfloat16", "bf16": "bfloat16", "float16": "float16",
-           "fp16": "float16", "half": "float16", "float32": "float32", "fp32": "float32"}
 
 _resident: "TTSModel | None" = None
 
@@ -176,111 +185,7 @@ def load_model(
     return model
 
 
-def resolve_device(device: str, dtype: str) -> tuple[str, str, list[str]]:
-    """Check and resolve ``device``/``dtype`` (no weights touched); returns (device, dtype, warnings)."""
-    d = str(device).strip().lower()
-    t = _DTYPES.get(str(dtype).strip().lower())
-    if d not in ("auto", "cpu", "cuda", "mps") and not (d.startswith("cuda:") and d[5:].isdigit()):
-        raise ProfileError(f"device {device!r} is not supported; use auto, cuda, cuda:N, mps or cpu")
-    if t is None:
-        raise ProfileError(f"dtype {dtype!r} is not supported; use auto, bfloat16, float16 or float32")
-    torch = torch_module()
-    mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
-    if d == "auto":
-        d = "cuda" if torch.cuda.is_available() else ("mps" if mps else "cpu")
-    if d.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ProfileError(
-                f"device {device!r} requested but CUDA is not available (torch {torch.__version__}, "
-                f"CUDA build {torch.version.cuda or 'none'}); use device='cpu' or install a CUDA build of torch."
-            )
-        d = "cuda:0" if d == "cuda" else d
-        if int(d[5:]) >= torch.cuda.device_count():
-            raise ProfileError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) present")
-    if d == "mps" and not mps:
-        raise ProfileError("device 'mps' requested but Apple MPS is not available; use device='cpu'")
-    warnings: list[str] = []
-    if t == "auto":
-        t = "float32" if not d.startswith("cuda") else "bfloat16"
-    if t == "float16" and d == "cpu":
-        raise ProfileError("dtype float16 is not supported on CPU (slow or missing kernels); use float32 or bfloat16")
-    if t == "bfloat16" and d.startswith("cuda") and not torch.cuda.is_bf16_supported():
-        warnings.append(f"{torch.cuda.get_device_name(d)} has no bfloat16 support; using float16 instead")
-        _LOGGER.warning(warnings[-1])
-        t = "float16"
-    return d, t, warnings
-
-
-def describe_device(device: str) -> str:
-    """The compute device in words, e.g. ``cuda:0 · NVIDIA H100 80GB HBM3, 79.1 GB`` or ``cpu · 8 threads``."""
-    torch = torch_module()
-    if device.startswith("cuda") and torch.cuda.is_available():
-        props = torch.cuda.get_device_properties(device)
-        return f"{device} · {props.name}, {props.total_memory / 1e9:.1f} GB"
-    if device == "mps":
-        return "mps · Apple GPU (Metal)"
-    return f"{device} · CPU, {torch.get_num_threads()} threads"
-
-
-def _load_qwen(folder: Path, device: str, dtype: str) -> Any:
-    torch = torch_module()
-    Qwen3TTSModel = import_qwen_tts().Qwen3TTSModel
-    kwargs: dict[str, Any] = {"dtype": getattr(torch, dtype)}
-    if device != "cpu":
-        kwargs["device_map"] = device
-    try:
-        qwen = Qwen3TTSModel.from_pretrained(str(folder), **kwargs)
-    except Exception as exc:
-        if _is_oom(exc):
-            raise
-        raise ModelLoadError(
-            f"could not load the model in {folder}: {type(exc).__name__}: {exc}. The files may be "
-            "incomplete or damaged; delete the folder and download it again."
-        ) from exc
-    qwen.model.eval()
-    return qwen
-
-
-def _load_with_fallback(
-    load: Callable[[str, str], Any], device: str, dtype: str, progress: Callable[[str], None] | None
-) -> tuple[Any, str, str, list[str]]:
-    """``load(device, dtype)``; a CUDA out-of-memory retries on CPU in float32 with a warning."""
-    try:
-        return load(device, dtype), device, dtype, []
-    except Exception as exc:
-        if not (device.startswith("cuda") and _is_oom(exc)):
-            raise
-        msg = (
-            f"not enough GPU memory for the model in {dtype} on {device}; running on CPU in float32 "
-            "instead (much slower). Close other GPU programs or use the smaller '0.6b' model."
-        )
-    _LOGGER.warning(msg)
-    _report(progress, msg)
-    free_memory()
-    return load("cpu", "float32"), "cpu", "float32", [msg]
-
-
-def _is_oom(exc: BaseException) -> bool:
-    torch = torch_module()
-    return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
-
-
 # --- the resident model --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Plan:
-    """Checked arguments of one generate call."""
-
-    text: str
-    segments: tuple[Segment, ...]
-    language: str
-    sampling: dict[str, Any]
-    seed: int | None
-    max_new_frames: int | None
-    min_new_frames: int | None
-    stream: StreamOptions | None = None
-    """Chunking when streaming; None for one result per segment."""
 
 
 @dataclass(frozen=True)
@@ -525,45 +430,12 @@ class TTSModel:
     def _plan(self, text: str, language: str, temperature: float | None, top_k: int | None, top_p: float | None,
               seed: int | None, max_new_frames: int | None, min_new_frames: int | None,
               streaming: tuple[bool, int, int, int] = (False, FIRST_CHUNK_FRAMES, CHUNK_FRAMES,
-                                                       LEFT_CONTEXT_FRAMES_STREAM)) -> _Plan:
-        segments = tuple(split_text(check_text(text)))
-        lang = self._check_language(language)
-        sampling = check_sampling(temperature, top_k, top_p)
-        for name, value, low, high in (("seed", seed, 0, 2**63 - 1), ("max_new_frames", max_new_frames, 1, MAX_NEW_FRAMES_LIMIT),
-                                       ("_min_new_frames", min_new_frames, 1, MAX_NEW_FRAMES_LIMIT)):
-            check_int(name, value, low, high)
-        if min_new_frames and max_new_frames and min_new_frames > max_new_frames:
-            raise ProfileError(f"_min_new_frames ({min_new_frames}) exceeds max_new_frames ({max_new_frames})")
-        stream, *chunking = streaming
-        if not isinstance(stream, bool):
-            raise ProfileError(f"stream must be True or False, got {stream!r}")
-        options = check_stream_options(*chunking)
-        return _Plan(text, segments, lang, sampling, seed, max_new_frames, min_new_frames, options if stream else None)
-
-    def _check_language(self, language: str) -> str:
-        lang = str(language).strip().lower() if isinstance(language, str) else ""
-        lang = LANGUAGE_CODES.get(lang, lang)
-        if lang not in self.languages:
-            raise SynthesisError(
-                f"language {language!r} is not supported by {self.model_id}; use 'auto' or one of "
-                f"{', '.join(x for x in self.languages if x != 'auto')} (or their ISO codes, e.g. 'en')."
-            )
-        return lang
+                                                       LEFT_CONTEXT_FRAMES_STREAM)) -> Plan:
+        return make_plan(text, language, temperature, top_k, top_p, seed, max_new_frames, min_new_frames, streaming,
+                         languages=self.languages, model_id=self.model_id)
 
     def _check_voice(self, voice: Voice) -> None:
-        if not isinstance(voice, Voice):
-            raise ProfileError(f"voice must be a Voice from create_voice() or Voice.load(), got {type(voice).__name__}")
-        talker = self._qwen.model.config.talker_config
-        if voice.embedding_dim != talker.hidden_size:
-            raise ProfileError(
-                f"voice {voice.name or ''!s} was made with {voice.model_id or 'another model'} (speaker embedding "
-                f"width {voice.embedding_dim}); {self.model_id} needs width {talker.hidden_size}. Recreate the "
-                "voice with create_voice() on this model."
-            )
-        if voice.ref_codes is not None and (voice.ref_codes.shape[1] != talker.num_code_groups
-                                            or voice.ref_codes.min() < 0 or voice.ref_codes.max() >= 2048):
-            raise ProfileError(f"voice {voice.name!s} has reference codes shaped {voice.ref_codes.shape} outside the "
-                               f"12 Hz codec's (frames, {talker.num_code_groups}) x 2048 range; recreate it")
+        check_voice(voice, self._qwen.model.config.talker_config, self.model_id)
 
     def _prompt_for(self, voice: Voice) -> _Prompt:
         """The voice as device tensors, built on first use and cached for the voice's lifetime."""
@@ -594,7 +466,7 @@ class TTSModel:
         return {"input_ids": q._tokenize_texts([q._build_assistant_text(text)]), "instruct_ids": [instruct_ids],
                 "languages": [language], "non_streaming_mode": True}
 
-    def _run(self, plan: _Plan, make_inputs: Callable[[str, str], dict[str, Any]], context: Any,
+    def _run(self, plan: Plan, make_inputs: Callable[[str, str], dict[str, Any]], context: Any,
              voice: Voice | None) -> Iterator[GenerationResult]:
         """The segment loop: frames -> audio -> similarity -> result(s) (a generator)."""
         start = time.perf_counter()
@@ -611,7 +483,7 @@ class TTSModel:
             else:
                 yield from self._stream_segment(plan, idx, inputs, budget, context, voice, start)
 
-    def _stream_segment(self, plan: _Plan, idx: int, inputs: dict[str, Any], budget: int, context: Any,
+    def _stream_segment(self, plan: Plan, idx: int, inputs: dict[str, Any], budget: int, context: Any,
                         voice: Voice | None, start: float) -> Iterator[GenerationResult]:
         """One segment as chunks: qwen-tts generate in a worker thread, each chunk decoded on arrival."""
         torch, model = torch_module(), self._qwen.model
@@ -632,38 +504,19 @@ class TTSModel:
                 audios.append(audio)
                 sim = None
                 if last:
-                    _check_streamed(torch.cat(done), frames_stream.result)
+                    check_streamed(torch.cat(done), frames_stream.result)
                     sim = self._output_similarity(np.concatenate(audios), voice)
                 yield self._result(plan, idx, audio, int(codes.shape[0]), t0, start, budget, sim,
                                    chunk=(chunk_idx, last, sum(int(c.shape[0]) for c in done[:-1])))
                 t0 = time.perf_counter()
 
-    def _result(self, plan: _Plan, idx: int, audio: np.ndarray, frames: int, t0: float, start: float, budget: int,
+    def _result(self, plan: Plan, idx: int, audio: np.ndarray, frames: int, t0: float, start: float, budget: int,
                 sim: float | None, chunk: tuple[int, bool, int] | None = None) -> GenerationResult:
         """The record of a segment, or (``chunk`` = (index, last in segment, first frame)) of a chunk."""
-        chunk_idx, segment_final, frame_start = chunk if chunk is not None else (0, True, 0)
-        seg = plan.segments[idx]
-        elapsed = time.perf_counter() - t0
-        seg_frames = frame_start + frames
-        hit = segment_final and seg_frames >= budget
-        if hit and not plan.min_new_frames:
-            _LOGGER.warning("segment %d stopped at its budget of %d frames (no end-of-speech): %r", idx, budget, seg.text[:60])
-        duration = len(audio) / self.sample_rate
-        extra: dict[str, Any] = {"pause_after_s": seg.pause_after_s if segment_final else 0.0, "frame_budget": budget,
-                                 "hit_budget": hit, "language": plan.language,
-                                 "seed": None if plan.seed is None else plan.seed + idx}
-        if chunk is not None:
-            extra.update(chunk_idx=chunk_idx, segment_final=segment_final, frame_start=frame_start)
-        return GenerationResult(
-            audio=audio, sample_rate=self.sample_rate, segment_idx=idx, frames=frames,
-            audio_duration_s=duration, processing_time_s=elapsed,
-            real_time_factor=elapsed / duration if duration > 0 else float("inf"),
-            peak_memory_gb=self._peak_memory_gb(), is_final=segment_final and idx == len(plan.segments) - 1,
-            text=seg.text, similarity=sim,
-            time_to_first_audio_s=time.perf_counter() - start if idx == 0 and chunk_idx == 0 else None, extra=extra,
-        )
+        return segment_result(plan, idx, audio, frames, t0, start, budget, sim, chunk,
+                              sample_rate=self.sample_rate, peak_memory_gb=self._peak_memory_gb)
 
-    def _segment_codes(self, inputs: dict[str, Any], plan: _Plan, budget: int, idx: int) -> Any:
+    def _segment_codes(self, inputs: dict[str, Any], plan: Plan, budget: int, idx: int) -> Any:
         """Run the talker + code predictor (qwen-tts ``generate``): codes shaped (frames, 16)."""
         torch, q = torch_module(), self._qwen
         kwargs = q._merge_generate_kwargs(**plan.sampling, max_new_tokens=budget + 1)  # n tokens -> n-1 frames
@@ -710,48 +563,6 @@ class TTSModel:
         if self.device.startswith("cuda"):
             return torch_module().cuda.max_memory_allocated(self.device) / 1e9
         return process_peak_rss_gb()
-
-
-def _check_streamed(streamed: Any, returned: Any) -> None:
-    """Internal invariant: the frames handed out while streaming are those generate returned."""
-    torch = torch_module()
-    if streamed.shape != returned.shape or not torch.equal(streamed.cpu(), returned.cpu()):
-        raise SynthesisError(
-            f"internal error: streamed frames {tuple(streamed.shape)} differ from the generated ones "
-            f"{tuple(returned.shape)}; please report it (stream=False works around it)"
-        )
-
-
-# --- command line ------------------------------------------------------------------------------
-
-
-def _report(progress: Callable[[str], None] | None, message: str) -> None:
-    _LOGGER.info(message)
-    if progress is not None:
-        progress(message)
-
-
-def _main(argv: list[str] | None = None) -> int:
-    """``python -m personalization_engine.qwen_adapter make-tiny DIR``: write a tiny checkpoint."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m personalization_engine.qwen_adapter")
-    sub = parser.add_subparsers(dest="command", required=True)
-    tiny = sub.add_parser("make-tiny", help="write a tiny random-weight Qwen3-TTS checkpoint (hub layout)")
-    tiny.add_argument("directory", help="output folder (must be empty unless --overwrite)")
-    tiny.add_argument("--kind", choices=("base", "voice_design"), default="base")
-    tiny.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
-    tiny.add_argument("--overwrite", action="store_true", help="replace a non-empty folder")
-    args = parser.parse_args(argv)
-    from ._qwen_tiny import build_tiny_checkpoint
-
-    try:
-        out = build_tiny_checkpoint(args.directory, kind=args.kind, seed=args.seed, overwrite=args.overwrite)
-    except (FileExistsError, ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(out)
-    return 0
 
 
 if __name__ == "__main__":

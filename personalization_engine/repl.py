@@ -1,9 +1,10 @@
 """The Rich terminal UI: the interactive cloning studio, batch mode and the Voice DNA panel.
 
 This is the only module that imports Rich. The work is done by the library (``analysis``,
-``qwen_adapter``, ``cloning``, ``fingerprint``, ``voice_library``, ``audio_device``); this module
-shows it. Library errors (:class:`PersonalizationError`) print their one-line message and the
-prompt comes back; anything else is a bug, shown as one line (the traceback with ``--debug``).
+``qwen_adapter``, ``cloning``, ``fingerprint``, ``voice_library``, ``audio_device``,
+``playback``); this module shows it. Library errors (:class:`PersonalizationError`) print their
+one-line message and the prompt comes back; anything else is a bug, shown as one line (the
+traceback with ``--debug``).
 
 Doors into the same code:
 
@@ -43,7 +44,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from . import audio_device
+from . import audio_device, playback
 from .cloning import CloneSettings, SynthesisProgress, clone_line
 from .errors import DeviceError, OutputWriteError, PersonalizationError, ProfileError
 from .fingerprint import OutputPair
@@ -321,7 +322,7 @@ def run_batch(
     reference: ReferenceInfo | None = None,
     analysis_s: float | None = None,
     prompt_s: float | None = None,
-    player: audio_device.Player | None = None,
+    player: playback.Player | None = None,
 ) -> list[Path]:
     """Speak each line in ``voice`` with a progress bar; one output pair per line.
 
@@ -479,7 +480,7 @@ class _Session:
         self.language = options.language
         self.prompt_s: float | None = None
         self.outputs: list[OutputPair] = []
-        self.player: audio_device.Player | None = None
+        self.player: playback.Player | None = None
         self.mic: audio_device.AudioDevice | None = None
         self.mic_off: str | None = None
         self.play_off: str | None = None
@@ -512,7 +513,7 @@ class _Session:
             self.play_off = "--no-play"
         else:
             # Kept open (silent when idle): a line's first chunk plays without the device's start-up delay.
-            player = audio_device.Player(device=self.o.output_device, keep_open=True)
+            player = playback.Player(device=self.o.output_device, keep_open=True)
             try:
                 player.open()
                 self.player = player
@@ -1066,7 +1067,7 @@ def _result_line(n: int, pair: OutputPair, result: GenerationResult, *, playing:
     return line
 
 
-def _feed_chunk(player: audio_device.Player, chunk: GenerationResult) -> None:
+def _feed_chunk(player: playback.Player, chunk: GenerationResult) -> None:
     """Queue one chunk for playback as it arrives, then the pause that follows it.
 
     A playback failure is not raised here: the player keeps it in ``error`` and the session

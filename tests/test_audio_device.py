@@ -1,12 +1,12 @@
 """Recording and playback through a real audio stack: PortAudio -> ALSA -> PulseAudio null sink.
 
-Real speech from ``../shared/data/voices`` is played into the null sink by the :class:`Player`
-while :func:`record` records the sink's monitor at the device's own rate (44.1 kHz); the recording
-must keep the clip's Voice DNA. The streaming tests feed the player chunk by chunk, as a line
-being generated does, and check sample by sample what reached the sink (recorded with PulseAudio's
-``parec``): every chunk complete and in order, pauses and underruns as silence, ``stop`` emptying
-the queue. No mocks: only the missing-PortAudio test hides the library (in a child process) to
-check the message.
+Real speech from ``../shared/data/voices`` is played into the null sink by the
+:class:`~personalization_engine.playback.Player` while :func:`record` records the sink's monitor at
+the device's own rate (44.1 kHz); the recording must keep the clip's Voice DNA. The streaming tests
+feed the player chunk by chunk, as a line being generated does, and check sample by sample what
+reached the sink (recorded with PulseAudio's ``parec``): every chunk complete and in order, pauses
+and underruns as silence, ``stop`` emptying the queue. No mocks: only the missing-PortAudio test
+hides the library (in a child process) to check the message.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from personalization_engine import audio_device
+from personalization_engine import audio_device, playback
 from personalization_engine.analysis import analyze_voice
 from personalization_engine.errors import DeviceError
 
@@ -50,7 +50,7 @@ def _play_and_record(samples: np.ndarray, sr: int, *, extra_s: float = 1.0):
     t = threading.Thread(target=rec)
     t.start()
     time.sleep(0.3)  # let the input stream start before the sound does
-    player = audio_device.Player()
+    player = playback.Player()
     player.open()
     t0 = time.perf_counter()
     player.play(samples, sr)
@@ -88,7 +88,7 @@ def test_level_meter_flags_clipping(null_sink):
 
 def test_stop_empties_the_queue_and_silences_playback(null_sink, voices_dir, tmp_path):
     samples, sr = sf.read(str(voices_dir / "LJ001-0006.flac"), dtype="float32")  # 5.7 s
-    player = audio_device.Player(keep_open=True)  # as the REPL uses it: warm, silent when idle
+    player = playback.Player(keep_open=True)  # as the REPL uses it: warm, silent when idle
     player.open()
     assert player.wait_ready(timeout=10.0)
 
@@ -169,7 +169,7 @@ def test_streamed_chunks_play_complete_and_in_order(null_sink, voices_dir, tmp_p
             last = b == len(seg)
             plan.append((seg[a:b], last and s_idx == len(segments) - 1, pause_s if last and s_idx == 0 else 0.0))
     expected = np.concatenate([np.concatenate([c, np.zeros(int(round(p * sr)), np.float32)]) for c, _, p in plan])
-    player = audio_device.Player(keep_open=True)  # as the REPL uses it: warm, silent when idle
+    player = playback.Player(keep_open=True)  # as the REPL uses it: warm, silent when idle
     player.open()
     assert player.wait_ready(timeout=10.0)
     feed_s: list[float] = []
@@ -218,7 +218,7 @@ def test_underrun_plays_silence_and_recovers(null_sink, tmp_path):
     from .conftest import make_tone
 
     first, second = make_tone(300.0, 0.4, sr), make_tone(500.0, 0.4, sr)
-    player = audio_device.Player(keep_open=True)  # as the REPL uses it: warm, silent when idle
+    player = playback.Player(keep_open=True)  # as the REPL uses it: warm, silent when idle
     player.open()
     assert player.wait_ready(timeout=10.0)
 
@@ -271,10 +271,11 @@ _NO_DEVICES = r"""
 import sys
 sys.path.insert(0, sys.argv[1])
 import personalization_engine.audio_device as ad
+import personalization_engine.playback as pb
 if ad.list_devices():
     print("HAS DEVICES")
     sys.exit(0)
-for kind, call in (("input", lambda: ad.find_device(None, kind="input")), ("output", lambda: ad.Player().open())):
+for kind, call in (("input", lambda: ad.find_device(None, kind="input")), ("output", lambda: pb.Player().open())):
     try:
         call()
     except ad.DeviceError as exc:

@@ -549,7 +549,7 @@ def test_pty_record_stream_and_stop_through_a_null_sink(tmp_path, tiny_checkpoin
     """/record hears speech played into the sink (median F0 within 5 %), with play back and a
     Ctrl-C that cancels a recording; a typed line streams into the sink before its pair is
     written, the prompt is back while it plays, /stop cuts it short and /play 1 replays it."""
-    from personalization_engine import audio_device
+    from personalization_engine import playback
     from personalization_engine.cloning import supports_streaming
     from personalization_engine.qwen_adapter import TTSModel
 
@@ -564,7 +564,7 @@ def test_pty_record_stream_and_stop_through_a_null_sink(tmp_path, tiny_checkpoin
         t.expect("playback: default")
         t.expect("recording in 1…")  # the countdown
         t.expect("● REC")
-        player = audio_device.Player()
+        player = playback.Player()
         player.play(samples, sr)  # the "user" speaks into the microphone
         t.expect("dBFS", timeout=30)  # the live level meter moves
         t.expect("Voice DNA · your recording", timeout=60)
