@@ -181,7 +181,7 @@ def main() -> None:
         f"prediction): {verdict(load_ms < LOAD_BUDGET_MS)} the {LOAD_BUDGET_MS:.0f} ms budget",
         f"the first load in a process that has not imported scikit-learn yet takes {first_ms:.0f} ms: "
         f"{verdict(first_ms < LOAD_BUDGET_MS)} the budget, almost all of it the import of scikit-learn "
-        "itself (paid once per process; the app can load the detector in the background at start)",
+        "itself (paid once per process; the REPL hides it by loading the detector in a background thread at start)",
     ]
     text = "\n".join(lines) + "\n"
     print(text, end="")
