@@ -16,66 +16,33 @@ Run from the repository root::
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
-# One core: pin every math library's thread pool before NumPy is imported.
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS",
-             "VECLIB_MAXIMUM_THREADS", "NUMBA_NUM_THREADS"):
-    os.environ[_var] = "1"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _benchlib import (  # noqa: E402  (before NumPy: the pinning must precede its import)
+    CLIP_S, DEFAULT_CLIP, REPO, SR, cpu_model, five_second_clip, limit_threads, pin_one_core, timed,
+)
+
+pin_one_core()
 
 import argparse  # noqa: E402
 import platform  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any, Callable  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
 from personalization_engine.audio_io import load_audio  # noqa: E402
 from personalization_engine.feature_extractor import F0_MAX_HZ, F0_MIN_HZ, extract_features  # noqa: E402
 
-DEFAULT_CLIP = REPO.parent / "shared" / "data" / "voices" / "LJ001-0004.flac"
-CLIP_S = 5.0
-SR = 16_000
 #: The budget for the whole analysis of a 5 s clip on one core (ms).
 BUDGET_MS = 50.0
 
 
-def _timed(fn: Callable[[], Any], reps: int) -> tuple[float, float, Any]:
-    """Median and minimum wall time of ``reps`` calls in ms (after a warm-up call), last result.
-
-    The minimum is the cost without interference from other processes on a shared machine.
-    """
-    result = fn()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - t0)
-    return 1000.0 * float(np.median(times)), 1000.0 * float(np.min(times)), result
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
-def _thread_note() -> str:
-    try:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(1)
-        return "env vars + threadpoolctl(1)"
-    except ImportError:
-        return "env vars"
 
 
 def main() -> None:
@@ -85,17 +52,14 @@ def main() -> None:
     parser.add_argument("--pyin-reps", type=int, default=3)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "bench_analysis.txt")
     args = parser.parse_args()
-    threads = _thread_note()
+    threads = limit_threads()
 
-    clip = load_audio(args.clip, sample_rate=SR)
-    n = int(CLIP_S * SR)
-    x = np.zeros(n, np.float32)
-    x[: min(n, len(clip.samples))] = clip.samples[:n]
+    x = five_second_clip(args.clip)
 
     rows: list[tuple[str, float, float, float | None]] = []
-    ms, best, feats = _timed(lambda: extract_features(x, SR), args.reps)
+    ms, best, feats = timed(lambda: extract_features(x, SR), args.reps)
     rows.append(("extract_features", ms, best, feats.pitch.median_hz))
-    ms, best, _ = _timed(lambda: extract_features(*load_audio(x, sample_rate=SR)), args.reps)
+    ms, best, _ = timed(lambda: extract_features(*load_audio(x, sample_rate=SR)), args.reps)
     rows.append(("load_audio(array) + extract_features", ms, best, None))
 
     import librosa
@@ -104,7 +68,7 @@ def main() -> None:
         f0, _, _ = librosa.pyin(x, fmin=F0_MIN_HZ, fmax=F0_MAX_HZ, sr=SR)
         return float(np.nanmedian(f0))
 
-    ms, best, median = _timed(pyin, args.pyin_reps)
+    ms, best, median = timed(pyin, args.pyin_reps)
     name = f"librosa.pyin (defaults, {F0_MIN_HZ:.0f}-{F0_MAX_HZ:.0f} Hz, {args.pyin_reps} reps)"
     rows.append((name, ms, best, median))
     try:
@@ -115,7 +79,7 @@ def main() -> None:
             f = sound.to_pitch(pitch_floor=F0_MIN_HZ, pitch_ceiling=F0_MAX_HZ).selected_array["frequency"]
             return float(np.median(f[f > 0]))
 
-        ms, best, median = _timed(praat, args.reps)
+        ms, best, median = timed(praat, args.reps)
         rows.append(("Praat To Pitch (ac) via parselmouth (pitch only)", ms, best, median))
     except ImportError:
         pass
@@ -123,7 +87,7 @@ def main() -> None:
     header = f"{'method':58s} {'median ms':>10s} {'min ms':>8s} {'x real-time':>12s} {'median F0 Hz':>13s}"
     lines = [
         "$ " + " ".join([Path(sys.executable).name, *sys.argv]),
-        f"cpu: {_cpu_model()} ({os.cpu_count()} logical cores visible; threads pinned to 1: {threads})",
+        f"cpu: {cpu_model()} ({os.cpu_count()} logical cores visible; threads pinned to 1: {threads})",
         f"python {platform.python_version()}, numpy {np.__version__}, librosa {librosa.__version__}; "
         f"load average {os.getloadavg()[0]:.2f} at the end (the machine is shared)",
         f"clip: {args.clip.name}, trimmed by load_audio, cut/padded to {CLIP_S:.1f} s at {SR} Hz",

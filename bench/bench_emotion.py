@@ -22,32 +22,26 @@ Run from the repository root::
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
-# One core: pin every math library's thread pool before NumPy is imported.
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS",
-             "VECLIB_MAXIMUM_THREADS", "NUMBA_NUM_THREADS"):
-    os.environ[_var] = "1"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _benchlib import (  # noqa: E402  (before NumPy: the pinning must precede its import)
+    CLIP_S, DEFAULT_CLIP, REPO, SR, cpu_model, five_second_clip, limit_threads, pin_one_core, timed,
+)
+
+pin_one_core()
 
 import argparse  # noqa: E402
 import platform  # noqa: E402
 import subprocess  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any, Callable  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
-from personalization_engine.audio_io import load_audio  # noqa: E402
 from personalization_engine.emotion_detector import DEFAULT_MODEL_PATH, EmotionDetector  # noqa: E402
 from personalization_engine.emotion_features import compute_features  # noqa: E402
 
-DEFAULT_CLIP = REPO.parent / "shared" / "data" / "voices" / "LJ001-0004.flac"
-CLIP_S = 5.0
-SR = 16_000
 #: Budgets of issue 3.
 PREDICT_BUDGET_MS = 30.0
 SIZE_BUDGET_MB = 20.0
@@ -64,35 +58,10 @@ _SKLEARN_IMPORTS = ("import sklearn.calibration, sklearn.compose, sklearn.ensemb
                     "sklearn.preprocessing, sklearn.svm")
 
 
-def _timed(fn: Callable[[], Any], reps: int) -> tuple[float, float, Any]:
-    """Median and minimum wall time of ``reps`` calls in ms (after a warm-up call), last result."""
-    result = fn()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - t0)
-    return 1000.0 * float(np.median(times)), 1000.0 * float(np.min(times)), result
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
-def _thread_note() -> str:
-    try:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(1)
-        return "env vars + threadpoolctl(1)"
-    except ImportError:
-        return "env vars"
 
 
 def _uptime() -> str:
@@ -121,24 +90,21 @@ def main() -> None:
     parser.add_argument("--load-reps", type=int, default=5)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "bench_emotion.txt")
     args = parser.parse_args()
-    threads = _thread_note()
+    threads = limit_threads()
     uptime_before = _uptime()
 
-    clip = load_audio(args.clip, sample_rate=SR)
-    n = int(CLIP_S * SR)
-    x = np.zeros(n, np.float32)
-    x[: min(n, len(clip.samples))] = clip.samples[:n]
+    x = five_second_clip(args.clip)
 
     det = EmotionDetector.load(args.model)
     rows: list[tuple[str, float, float]] = []
-    ms, best, feats = _timed(lambda: compute_features(x), args.reps)
+    ms, best, feats = timed(lambda: compute_features(x), args.reps)
     rows.append(("compute_features (emotion features)", ms, best))
-    ms, best, _ = _timed(lambda: det.predict_proba(feats[None, :]), args.reps)
+    ms, best, _ = timed(lambda: det.predict_proba(feats[None, :]), args.reps)
     rows.append(("predict_proba (1 row: 2 x (scaler + SVM + calibration))", ms, best))
-    ms, best, est = _timed(lambda: det.predict(x, SR), args.reps)
+    ms, best, est = timed(lambda: det.predict(x, SR), args.reps)
     rows.append(("EmotionDetector.predict(samples) [what the app adds]", ms, best))
     predict_ms = ms
-    ms, best, _ = _timed(lambda: EmotionDetector.load(args.model), args.load_reps)
+    ms, best, _ = timed(lambda: EmotionDetector.load(args.model), args.load_reps)
     rows.append((f"EmotionDetector.load, warm process ({args.load_reps} reps)", ms, best))
     cold = _cold_loads(args.model, args.load_reps, pre=_SKLEARN_IMPORTS)
     rows.append((f"EmotionDetector.load, fresh process, sklearn imported ({args.load_reps})",
@@ -154,7 +120,7 @@ def main() -> None:
 
     lines = [
         "$ " + " ".join([Path(sys.executable).name, *sys.argv]),
-        f"cpu: {_cpu_model()} ({os.cpu_count()} logical cores visible; threads pinned to 1: {threads})",
+        f"cpu: {cpu_model()} ({os.cpu_count()} logical cores visible; threads pinned to 1: {threads})",
         f"python {platform.python_version()}, numpy {np.__version__}, scikit-learn {sklearn.__version__}",
         f"uptime before: {uptime_before}",
         f"uptime after:  {_uptime()}  (the machine is shared with other jobs)",

@@ -45,6 +45,7 @@ sys.path.insert(0, str(REPO / "bench"))
 
 import numpy as np  # noqa: E402
 
+from _benchlib import cpu_model  # noqa: E402
 from build_full_size import build_full_size  # noqa: E402
 from personalization_engine.audio_io import load_audio  # noqa: E402
 from personalization_engine.qwen_adapter import fixed_min_frames, import_qwen_tts  # noqa: E402
@@ -168,7 +169,7 @@ def _header(argv: list[str] | None) -> list[str]:
         "# bench_synthesis: full-size random-weight Qwen3-TTS, CPU, float32",
         f"# command: {cmd}",
         f"# date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}",
-        f"# cpu: {_cpu_name()} ({os.cpu_count()} logical cores, torch threads {torch.get_num_threads()}); "
+        f"# cpu: {cpu_model()} ({os.cpu_count()} logical cores, torch threads {torch.get_num_threads()}); "
         f"python {platform.python_version()}",
         f"# torch {torch.__version__}, transformers {transformers.__version__}, qwen-tts {version('qwen-tts')}",
         f"# text: {TEXT!r}; reference: {REF.name}",
@@ -185,13 +186,6 @@ def _load() -> str:
         return " ".join(Path("/proc/loadavg").read_text().split()[:3]) + f" on {os.cpu_count()} cores"
     return "unknown"
 
-
-def _cpu_name() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
 
 
 def _reset_peak_rss() -> None:

@@ -17,7 +17,6 @@ import json
 import os
 import re
 import sys
-import threading
 import time
 from dataclasses import replace
 from pathlib import Path
