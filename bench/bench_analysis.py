@@ -31,7 +31,6 @@ import platform  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-
 from personalization_engine.audio_io import load_audio  # noqa: E402
 from personalization_engine.feature_extractor import F0_MAX_HZ, F0_MIN_HZ, extract_features  # noqa: E402
 

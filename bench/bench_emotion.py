@@ -38,7 +38,6 @@ import subprocess  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-
 from personalization_engine.emotion_detector import DEFAULT_MODEL_PATH, EmotionDetector  # noqa: E402
 from personalization_engine.emotion_features import compute_features  # noqa: E402
 

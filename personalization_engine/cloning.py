@@ -181,9 +181,6 @@ def clone_line(
                                   on_chunk=on_chunk, stream=stream)
     if on_audio is not None:
         on_audio(result)
-    similarity = result.similarity
-    if similarity is None and result.audio_duration_s > 0:
-        similarity = _similarity(model, voice, result.audio, result.sample_rate)
     timings = SynthesisTimings(
         synthesis_s=result.processing_time_s,
         real_time_factor=result.real_time_factor,
@@ -194,7 +191,7 @@ def clone_line(
     fp = build_fingerprint(
         text=text, result=result, reference=settings.reference,
         model=model_info(model, voice, seed=settings.seed), timings=timings,
-        language=settings.language, similarity=similarity,
+        language=settings.language, similarity=result.similarity,
         analyze_output=settings.analyze_output, detector=settings.detector,
     )
     pair = write_pair(settings.out_dir, fp, result.audio, result.sample_rate)

@@ -494,6 +494,7 @@ class TTSModel:
         groups = int(model.config.talker_config.num_code_groups)
         done: list[Any] = []
         audios: list[np.ndarray] = []
+        frame_start = 0
         t0 = time.perf_counter()
         with FrameStream(model.talker, run, eos_id=model.config.talker_config.codec_eos_token_id,
                          max_frames=budget + 1) as frames_stream:
@@ -507,7 +508,8 @@ class TTSModel:
                     check_streamed(torch.cat(done), frames_stream.result)
                     sim = self._output_similarity(np.concatenate(audios), voice)
                 yield self._result(plan, idx, audio, int(codes.shape[0]), t0, start, budget, sim,
-                                   chunk=(chunk_idx, last, sum(int(c.shape[0]) for c in done[:-1])))
+                                   chunk=(chunk_idx, last, frame_start))
+                frame_start += int(codes.shape[0])
                 t0 = time.perf_counter()
 
     def _result(self, plan: Plan, idx: int, audio: np.ndarray, frames: int, t0: float, start: float, budget: int,
