@@ -1,0 +1,97 @@
+"""The one place files are committed: atomic writes, no-replace moves, directory fsync, sha256.
+
+Every writer of the engine (output pairs, saved voices, the voice library, the emotion model)
+goes through these functions, so that a crash, a full disk or Ctrl-C never leaves a half-written
+file under a final name.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+_LOGGER = logging.getLogger(__name__)
+
+#: Read size of :func:`sha256_file` (1 MiB: large enough to be fast, small enough for any RAM).
+_BLOCK = 1 << 20
+
+
+def write_atomic(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o644) -> None:
+    """Replace ``path`` with ``data`` atomically (a hidden temporary file, fsync, rename).
+
+    Readers see either the old file or the whole new one, never a part. The parent folder is
+    created if needed and fsynced after the rename. ``mode`` is the new file's permission
+    (``mkstemp`` alone would give 0600).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def write_new_synced(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write a new file (``FileExistsError`` if ``path`` exists) and fsync it."""
+    with open(path, "xb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def move_noreplace(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+    """Give ``src`` the name ``dst`` atomically; ``FileExistsError`` if ``dst`` exists.
+
+    A hard link is atomic and refuses to replace; where links are unsupported (some network or
+    FAT file systems) a checked rename is used instead.
+    """
+    src, dst = Path(src), Path(dst)
+    try:
+        os.link(src, dst)
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        _LOGGER.debug("hard link unsupported (%s); using a checked rename", exc)
+        if dst.exists():
+            raise FileExistsError(errno.EEXIST, "file exists", str(dst)) from exc
+        os.replace(src, dst)
+        return
+    os.unlink(src)
+
+
+def fsync_dir(folder: str | os.PathLike[str]) -> None:
+    """Make renames in ``folder`` durable (not possible, and not needed, on Windows)."""
+    if os.name == "nt":
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file, read in blocks (constant memory)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(_BLOCK), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha256_bytes(data: bytes) -> str:
+    """Hex SHA-256 of ``data``."""
+    return hashlib.sha256(data).hexdigest()
