@@ -26,6 +26,7 @@ _LOGGER = logging.getLogger(__name__)
 FRAMES_PER_S = 12.5
 
 ChunkCallback = Callable[[GenerationResult, "SynthesisProgress"], None]
+AudioCallback = Callable[[GenerationResult], None]
 
 
 @dataclass(frozen=True)
