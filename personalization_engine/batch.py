@@ -116,7 +116,7 @@ def run_batch(
     results: list[LineResult] = []
     total = len(lines)
     if lines:
-        session.ensure_voice()  # a model or voice that cannot load fails the batch, not each line
+        session.prepare()  # no voice, or a model that cannot load, fails the batch, not each line
     try:
         for i, text in enumerate(lines, 1):
             if on_progress is not None:
