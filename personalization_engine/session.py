@@ -304,7 +304,8 @@ class CloneSession:
         if self.model is None or self.model.closed:
             self.model = self._load_model(self.model_name)
         voice = self.voice
-        if voice is not None and voice.model_id and voice.model_id != self.model.model_id and self.reference is not None:
+        stale = voice is not None and voice.model_id and voice.model_id != self.model.model_id
+        if voice is not None and stale and self.reference is not None:
             self.events.voice_rebuilding(voice.model_id, self.model.model_id)
             self.voice = None
         if self.voice is None and self.reference is not None:

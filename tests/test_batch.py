@@ -37,7 +37,8 @@ def test_every_line_becomes_a_pair_and_progress_brackets_each_line(session, tmp_
     assert report.out_dir == tmp_path / "out"
     assert [r.n for r in report.lines] == [1, 2, 3] and all(r.ok for r in report.lines)
     assert report.written == [p.wav_path for p in session.outputs]
-    assert [json.loads(p.with_suffix(".json").read_text())["text"] for p in report.written] == ["One.", "Two.", "Three."]
+    texts = [json.loads(p.with_suffix(".json").read_text())["text"] for p in report.written]
+    assert texts == ["One.", "Two.", "Three."]
     # Before and after each line, in order; "after" carries the line's result.
     assert [(s.index, s.done is not None) for s in steps] == [(1, False), (1, True), (2, False), (2, True),
                                                               (3, False), (3, True)]

@@ -16,7 +16,6 @@ from personalization_engine.schema import EMOTION_LABELS, EmotionEstimate
 
 from ._repl_helpers import make_test_console
 
-
 # --------------------------------------------------------------------------- rendering
 
 

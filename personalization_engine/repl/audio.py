@@ -74,7 +74,7 @@ class AudioView:
         if self.player is not None and self.player.error is not None and not self._reported_player_error:
             self._reported_player_error = True
             self.play_off = str(self.player.error)
-            self.console.print(f"[yellow]🔈 playback off: {escape(str(self.player.error))}; outputs are still written.[/]")
+            self.console.print(f"[yellow]🔈 playback off: {escape(self.play_off)}; outputs are still written.[/]")
             self.player = None
 
     def play(self, audio: tuple[np.ndarray, int], *, what: str, interrupt: bool = True) -> None:

@@ -152,7 +152,8 @@ def render_profile(profile: VoiceProfile, *, title: str, emotion_note: str | Non
     log_f0 = 12.0 * np.log2(np.asarray(pitch.contour.f0_hz, dtype=np.float64).clip(min=1.0))
     log_f0[~np.isfinite(np.asarray(pitch.contour.f0_hz, dtype=np.float64))] = np.nan
     grid.add_row("Contour", Text(sparkline(log_f0, 40), style="green")
-                 + Text(f"  {_fmt(_nanmin(pitch.contour.f0_hz), '.0f')}–{_fmt(_nanmax(pitch.contour.f0_hz), '.0f', ' Hz')}",
+                 + Text(f"  {_fmt(_nanmin(pitch.contour.f0_hz), '.0f')}–"
+                        f"{_fmt(_nanmax(pitch.contour.f0_hz), '.0f', ' Hz')}",
                         style="dim"))
     grid.add_row("Energy", f"mean {_fmt(energy.mean_db, '.1f', ' dBFS')} · dynamic range "
                            f"{_fmt(energy.dynamic_range_db, '.1f', ' dB')}")
