@@ -269,6 +269,15 @@ def test_verify_pair_detects_a_changed_wav(tmp_path, reference, speech_24k):
         fpmod.verify_pair(pair.json_path)
 
 
+def test_verify_pair_refuses_a_json_that_is_not_a_fingerprint(tmp_path, reference, speech_24k):
+    pair = fpmod.write_pair(tmp_path, _fingerprint(reference, speech_24k, analyze=False), speech_24k.audio, 24_000)
+    data = json.loads(pair.json_path.read_text(encoding="utf-8"))
+    del data["model"]
+    pair.json_path.write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(OutputWriteError, match="not a readable output pair.*KeyError.*model"):
+        fpmod.verify_pair(pair.json_path)
+
+
 @pytest.mark.parametrize(
     "audio, match",
     [

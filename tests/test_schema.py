@@ -120,7 +120,7 @@ def test_fingerprint_round_trips_and_validates(case: str) -> None:
     d = fp.to_dict()
     back = Fingerprint.from_dict(d)
     assert back.to_dict() == d
-    assert (back.text, back.model, back.audio, back.comparison) == (fp.text, fp.model, fp.audio, back.comparison)
+    assert (back.text, back.model, back.audio, back.reference.name) == (fp.text, fp.model, fp.audio, fp.reference.name)
     assert back.timings == SynthesisTimings.from_dict(fp.timings.to_dict())
     jsonschema.Draft202012Validator(fpmod.load_schema()).validate(d)
 
