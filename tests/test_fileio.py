@@ -85,7 +85,22 @@ def test_write_new_synced_never_overwrites(tmp_path: Path) -> None:
     assert path.read_bytes() == b"first"
 
 
-def test_move_noreplace_moves_and_refuses_an_existing_target(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "hard_links",
+    [
+        True,  # the usual path: a hard link, atomic and refusing to replace
+        False,  # file systems without hard links (FAT, some network shares): the checked rename
+    ],
+)
+def test_move_noreplace_moves_and_refuses_an_existing_target(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hard_links: bool
+) -> None:
+    if not hard_links:
+
+        def no_links(src: object, dst: object) -> None:
+            raise OSError(errno.EPERM, "Operation not permitted")
+
+        monkeypatch.setattr(fileio.os, "link", no_links)
     src, dst = tmp_path / "src", tmp_path / "dst"
     src.write_bytes(b"new")
     fileio.move_noreplace(src, dst)
@@ -94,23 +109,6 @@ def test_move_noreplace_moves_and_refuses_an_existing_target(tmp_path: Path) -> 
     with pytest.raises(FileExistsError):
         fileio.move_noreplace(src, dst)
     assert dst.read_bytes() == b"new" and src.read_bytes() == b"newer"
-
-
-def test_move_noreplace_without_hard_links_still_refuses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """File systems without hard links (FAT, some network shares) take the checked-rename path."""
-
-    def no_links(src: object, dst: object) -> None:
-        raise OSError(errno.EPERM, "Operation not permitted")
-
-    monkeypatch.setattr(fileio.os, "link", no_links)
-    src, dst = tmp_path / "src", tmp_path / "dst"
-    src.write_bytes(b"new")
-    fileio.move_noreplace(src, dst)
-    assert dst.read_bytes() == b"new" and not src.exists()
-    src.write_bytes(b"newer")
-    with pytest.raises(FileExistsError):
-        fileio.move_noreplace(src, dst)
-    assert dst.read_bytes() == b"new"
 
 
 def _folder(path: Path, content: bytes) -> Path:
