@@ -36,17 +36,18 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 import numpy as np  # noqa: E402
-
 from _benchlib import cpu_model  # noqa: E402
 from build_full_size import build_full_size  # noqa: E402
+
 from personalization_engine.audio_io import load_audio  # noqa: E402
 from personalization_engine.qwen_adapter import fixed_min_frames, import_qwen_tts  # noqa: E402
 
@@ -116,10 +117,12 @@ def _bench_mode(model: Any, size: str, mode: str, ref: tuple[np.ndarray, int], a
         return total, float(first)
 
     def plain(frames: int) -> tuple[int, float]:
-        return _plain_run(qwen, frames, lambda **kw: qwen.generate_voice_clone(TEXT, language="Auto", ref_audio=ref, **plain_kwargs, **kw))
+        return _plain_run(qwen, frames, lambda **kw: qwen.generate_voice_clone(
+            TEXT, language="Auto", ref_audio=ref, **plain_kwargs, **kw))
 
     def plain_prompt(frames: int) -> tuple[int, float]:
-        return _plain_run(qwen, frames, lambda **kw: qwen.generate_voice_clone(TEXT, language="Auto", voice_clone_prompt=items, **kw))
+        return _plain_run(qwen, frames, lambda **kw: qwen.generate_voice_clone(
+            TEXT, language="Auto", voice_clone_prompt=items, **kw))
 
     every = {"ours": ours, "ours-stream": ours_stream, "plain": plain, "plain+prompt": plain_prompt}
     paths = [(name, every[name]) for name in PATHS if name in args.paths]
@@ -142,7 +145,9 @@ def _bench_mode(model: Any, size: str, mode: str, ref: tuple[np.ndarray, int], a
         ttfa = statistics.median(t for _, t, _ in runs)
         peak = max(m for _, _, m in runs)
         # Paired: run i of every path ran back to back, so the ratio cancels drifting load.
-        ratio = statistics.median(w / p for (w, _, _), p in zip(runs, plain_walls)) if plain_walls else float("nan")
+        # (strict=False: a path that failed part-way has fewer runs; the paired ones still compare)
+        pairs = zip(runs, plain_walls, strict=False)
+        ratio = statistics.median(w / p for (w, _, _), p in pairs) if plain_walls else float("nan")
         _emit(lines, f"{size:6s} {mode:8s} {name:13s} {n:6d} {wall:8.2f} {n / wall:9.2f} {wall / (n / FPS):7.2f} "
                      f"{ttfa:7.2f} {peak:8.2f} {ratio:7.2f}")
     _emit(lines, f"# {size} {mode}: load now {_load()}")
@@ -160,9 +165,10 @@ def _plain_run(qwen: Any, frames: int, call: Callable[..., tuple[list[np.ndarray
 
 
 def _header(argv: list[str] | None) -> list[str]:
+    from importlib.metadata import version
+
     import torch
     import transformers
-    from importlib.metadata import version
 
     cmd = " ".join([".venv/bin/python", "bench/bench_synthesis.py"] + (argv if argv is not None else sys.argv[1:]))
     return [

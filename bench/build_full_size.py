@@ -59,7 +59,8 @@ def build_full_size(size: str = "0.6b", *, configs_dir: Path = CONFIGS, seed: in
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = Qwen3TTSForConditionalGeneration(Qwen3TTSConfig(**cfg))
-        speech = Qwen3TTSTokenizerV2Model(Qwen3TTSTokenizerV2Config(**_json(folder / "speech_tokenizer" / "config.json")))
+        speech_cfg = Qwen3TTSTokenizerV2Config(**_json(folder / "speech_tokenizer" / "config.json"))
+        speech = Qwen3TTSTokenizerV2Model(speech_cfg)
         _qwen_tiny.randomize_codebooks(speech)
         _qwen_tiny.rescale_codec_decoder(speech)
     model.load_speech_tokenizer(_speech_tokenizer_wrapper(qwen_tts, speech, folder))
