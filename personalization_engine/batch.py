@@ -10,9 +10,9 @@ complete) and is recorded in the report. Progress goes to a callback; nothing is
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 from .cloning import ChunkCallback
 from .errors import OutputWriteError, PersonalizationError

@@ -22,9 +22,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, ContextManager
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -100,7 +101,7 @@ class SessionEvents:
     """What a session reports while it works. Subclass and override what you show; the
     defaults do nothing, so a session runs with no view at all."""
 
-    def busy(self, what: str) -> ContextManager[Callable[[str], None]]:
+    def busy(self, what: str) -> contextlib.AbstractContextManager[Callable[[str], None]]:
         """A slow step (analysis, model loading, voice prompt); the context yields an updater
         for its description."""
         return contextlib.nullcontext(_ignore)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import pytest
 
@@ -50,7 +51,7 @@ def check_pairs(folder: Path, n: int) -> list[dict[str, Any]]:
         [p.name for p in found] + [p.with_suffix(".wav").name for p in found])
     out = []
     for path in found:
-        data = verify_pair(path)
+        data = verify_pair(path).to_dict()
         validator.validate(data)
         out.append(data)
     return out

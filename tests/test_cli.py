@@ -31,7 +31,7 @@ def test_analyze_json_carries_the_stable_keys(voices_dir):
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
     assert len(lines) == 2
-    for name, line in zip(files, lines):
+    for name, line in zip(files, lines, strict=True):
         obj = json.loads(line)
         assert obj["file"] == name
         assert obj["duration_s"] >= obj["speech_duration_s"] > 1.0

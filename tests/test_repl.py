@@ -178,9 +178,8 @@ def test_pty_saved_voice_is_the_same_voice_in_a_new_session(tmp_path, tiny_check
 def null_sink(tmp_path: Path):
     from ._pulse import null_sink_server, portaudio_env
 
-    with null_sink_server(tmp_path / "pulse") as env:
-        with portaudio_env(env):
-            yield env
+    with null_sink_server(tmp_path / "pulse") as env, portaudio_env(env):
+        yield env
 
 
 def test_banner_devices_and_bad_device_names(tmp_path, null_sink):

@@ -81,7 +81,7 @@ def test_profile_panel_shows_the_voice_dna(profile):
 
 
 def test_profile_panel_charts_the_seven_emotions(profile):
-    dist = dict(zip(EMOTION_LABELS, [0.05, 0.1, 0.5, 0.05, 0.1, 0.1, 0.1]))
+    dist = dict(zip(EMOTION_LABELS, [0.05, 0.1, 0.5, 0.05, 0.1, 0.1, 0.1], strict=True))
     prof = replace(profile, emotion=EmotionEstimate(label="sad", probability=0.5, distribution=dist, uncertain=True))
     text = _render(render.render_profile(prof, title="x"))
     for label in EMOTION_LABELS:

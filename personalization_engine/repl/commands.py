@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import difflib
 import shlex
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from rich.markup import escape
 

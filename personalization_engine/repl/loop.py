@@ -8,10 +8,12 @@ line (the traceback with ``--debug``).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -221,10 +223,8 @@ _ANSI = re.compile(r"(\x1b\[[0-9;]*m)")
 
 def _terminal_input(console: Console) -> InputFn:
     """``input()`` with line editing, showing a Rich-markup prompt readline can measure."""
-    try:
+    with contextlib.suppress(ImportError):
         import readline  # noqa: F401  (enables line editing and history for input())
-    except ImportError:
-        pass
 
     def ask(prompt: str) -> str:
         if not console.is_terminal:

@@ -8,8 +8,9 @@ these return.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from rich.console import Console, Group, RenderableType
@@ -249,10 +250,10 @@ def render_voices(root: Path, entries: Sequence[VoiceEntry | ProfileError]) -> R
         if isinstance(e, ProfileError):
             table.add_row(Text("damaged", style="red"), Text(str(e), style="red"), "", "", "", "")
             continue
-        pitch = (e.voice_dna or {}).get("pitch") or {}
-        median = pitch.get("median_hz")
-        table.add_row(e.name, e.mode, str(pitch.get("register", "")), f"{median:.0f} Hz" if median else "",
-                      e.reference_name or "", e.created_at[:16].replace("T", " "))
+        pitch = e.profile.prosody.pitch if e.profile is not None else None
+        register = pitch.register if pitch is not None else ""
+        median = f"{pitch.median_hz:.0f} Hz" if pitch is not None and math.isfinite(pitch.median_hz) else ""
+        table.add_row(e.name, e.mode, register, median, e.reference_name or "", e.created_at[:16].replace("T", " "))
     return table
 
 

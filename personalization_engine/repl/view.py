@@ -10,7 +10,8 @@ wrap :meth:`CloneSession.speak` and :func:`batch.run_batch` with their displays.
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
