@@ -30,6 +30,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .errors import OutputWriteError, PersonalizationError
+from .rates import TTS_SAMPLE_RATE
 from .schema import (
     Fingerprint,
     GenerationResult,
@@ -44,7 +45,7 @@ _LOGGER = logging.getLogger(__name__)
 #: The JSON Schema of the fingerprint file, shipped beside this module.
 SCHEMA_PATH = Path(__file__).with_name("fingerprint.schema.json")
 #: Sample rate of every written wav (Hz): Qwen3-TTS's codec decodes at 24 kHz.
-OUTPUT_SAMPLE_RATE = 24_000
+OUTPUT_SAMPLE_RATE = TTS_SAMPLE_RATE
 #: Stems tried within one millisecond before giving up (100 lines per ms is far beyond need).
 MAX_COUNTER = 100
 

@@ -201,7 +201,7 @@ class VoiceLibrary:
                 raise _damaged(name, entry.path, f"{rel} is missing")
             if _sha256(path) != digest:
                 raise _damaged(name, entry.path, f"{rel} was changed or is corrupt (SHA-256 mismatch)")
-        from .qwen_adapter import Voice  # the adapter's record (NumPy + safetensors, no pickle)
+        from .tts import Voice  # the adapter's record (NumPy + safetensors, no pickle)
 
         try:
             voice = Voice.load(entry.path / PROMPT)

@@ -13,18 +13,17 @@ so a voice made today is usable next week without the reference file. NumPy only
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .errors import ProfileError
-from .schema import (
+from ..errors import ProfileError
+from ..fileio import sha256_bytes, write_atomic
+from ..schema import (
     EmotionEstimate,
     EnergyStats,
     PitchContour,
@@ -94,9 +93,9 @@ class Voice:
             if self.ref_codes is not None:
                 tensors["ref_codes"] = np.ascontiguousarray(self.ref_codes, dtype=np.int64)
             blob = st_save(tensors, metadata={"format": "np", "schema_version": VOICE_SCHEMA_VERSION})
-            meta = self._metadata(hashlib.sha256(blob).hexdigest())
-            _write_atomic(folder / VOICE_TENSORS, blob)
-            _write_atomic(folder / VOICE_JSON, (json.dumps(meta, indent=2, ensure_ascii=False) + "\n").encode())
+            meta = self._metadata(sha256_bytes(blob))
+            write_atomic(folder / VOICE_TENSORS, blob)
+            write_atomic(folder / VOICE_JSON, (json.dumps(meta, indent=2, ensure_ascii=False) + "\n").encode())
         except OSError as exc:
             raise ProfileError(f"cannot save the voice to {folder}: {exc.strerror or exc}; choose a writable folder") from exc
         return folder
@@ -131,7 +130,7 @@ class Voice:
             blob = (folder / VOICE_TENSORS).read_bytes()
         except OSError as exc:
             raise ProfileError(f"{folder / VOICE_TENSORS}: cannot read the voice tensors ({exc.strerror or exc})") from exc
-        if hashlib.sha256(blob).hexdigest() != meta.get("tensors_sha256"):
+        if sha256_bytes(blob) != meta.get("tensors_sha256"):
             raise ProfileError(
                 f"{folder / VOICE_TENSORS} does not match the hash in {VOICE_JSON}: the voice is damaged "
                 "or was edited. Recreate it from the reference clip."
@@ -194,17 +193,6 @@ def _read_metadata(folder: Path) -> dict[str, Any]:
             f"{VOICE_SCHEMA_VERSION.split('.')[0]}.x); recreate the voice from its reference clip."
         )
     return meta
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _arr(values: list[Any] | None) -> np.ndarray:
