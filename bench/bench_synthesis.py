@@ -49,13 +49,14 @@ from _benchlib import cpu_model  # noqa: E402
 from build_full_size import build_full_size  # noqa: E402
 
 from personalization_engine.audio_io import load_audio  # noqa: E402
-from personalization_engine.qwen_adapter import fixed_min_frames, import_qwen_tts  # noqa: E402
+from personalization_engine.rates import FRAMES_PER_S, SAMPLES_PER_FRAME, TTS_SAMPLE_RATE  # noqa: E402
+from personalization_engine.tts.runtime import fixed_min_frames, import_qwen_tts  # noqa: E402
 
 VOICES = REPO.parent / "shared" / "data" / "voices"
 REF = VOICES / "LJ001-0004.flac"
 REF_TEXT = "produced the block books, which were the immediate predecessors of the true printed book,"
 TEXT = "Please call Stella and ask her to bring these things with her from the store."
-FPS = 12.5
+FPS = FRAMES_PER_S
 PATHS = ("ours", "ours-stream", "plain", "plain+prompt")
 
 
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = _header(argv)
     _emit(lines, f"{'model':6s} {'mode':8s} {'path':13s} {'frames':>6s} {'wall_s':>8s} {'frames/s':>9s} {'RTF':>7s} "
                  f"{'TTFA_s':>7s} {'peak_GB':>8s} {'x_plain':>7s}")
-    ref_samples, ref_sr = load_audio(REF, sample_rate=24_000)
+    ref_samples, ref_sr = load_audio(REF, sample_rate=TTS_SAMPLE_RATE)
     for size in args.sizes:
         t0 = time.perf_counter()
         model = build_full_size(size)
@@ -161,7 +162,7 @@ def _plain_run(qwen: Any, frames: int, call: Callable[..., tuple[list[np.ndarray
     with torch.random.fork_rng(devices=[]), fixed_min_frames(qwen.model.talker, frames):
         torch.manual_seed(0)
         wavs, sr = call(max_new_tokens=frames + 1)
-    return int(round(len(wavs[0]) / 1920)), time.perf_counter() - t0  # no audio before the end
+    return int(round(len(wavs[0]) / SAMPLES_PER_FRAME)), time.perf_counter() - t0  # no audio before the end
 
 
 def _header(argv: list[str] | None) -> list[str]:
@@ -205,7 +206,7 @@ def _peak_rss_gb() -> float:
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) * 1024 / 1e9
-    from personalization_engine.qwen_adapter import process_peak_rss_gb
+    from personalization_engine.tts.runtime import process_peak_rss_gb
 
     return process_peak_rss_gb()
 

@@ -31,8 +31,9 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from personalization_engine import _qwen_tiny  # noqa: E402
-from personalization_engine.qwen_adapter import MODEL_ALIASES, TTSModel, import_qwen_tts  # noqa: E402
+from personalization_engine.tts import MODEL_ALIASES, TTSModel  # noqa: E402
+from personalization_engine.tts import tiny as _qwen_tiny  # noqa: E402
+from personalization_engine.tts.runtime import import_qwen_tts  # noqa: E402
 
 CONFIGS = REPO.parent / "shared" / "qwen3_tts_configs"
 #: First special-token id of the hub tokenizer (<|endoftext|>).

@@ -99,6 +99,19 @@ class GenerationResult:
     """Cosine similarity of the speaker embedding of ``audio`` to the voice's (None if unknown)."""
     time_to_first_audio_s: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    pause_after_s: float = 0.0
+    """Silence to leave after this record (s): the segment's pause on its last record, 0 on
+    earlier chunks and after the text's last segment (``synthesize`` inserts it)."""
+    segment_final: bool = True
+    """The segment's last record (always, when not streaming); only it has the pause and the
+    segment's ``similarity``."""
+    chunk_idx: int = 0
+    """Index of this streamed chunk within its segment (0 when not streaming)."""
+    frame_start: int = 0
+    """The segment's frame index at which this chunk's frames begin (0 when not streaming)."""
+    hit_budget: bool = False
+    """The segment stopped at its frame budget, not at end-of-speech (set on its last record;
+    on a joined result: any segment did)."""
 
     @property
     def duration_s(self) -> float:

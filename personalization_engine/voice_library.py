@@ -40,7 +40,7 @@ from .fileio import fsync_dir, replace_dir, sha256_file, write_new_synced
 from .schema import VoiceProfile
 
 if TYPE_CHECKING:
-    from ._qwen_voice import Voice
+    from .tts.voice import Voice
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -202,7 +202,7 @@ class VoiceLibrary:
                 raise _damaged(name, entry.path, f"{rel} is missing")
             if sha256_file(path) != digest:
                 raise _damaged(name, entry.path, f"{rel} was changed or is corrupt (SHA-256 mismatch)")
-        from .qwen_adapter import Voice  # the adapter's record (NumPy + safetensors, no pickle)
+        from .tts import Voice  # the adapter's record (NumPy + safetensors, no pickle)
 
         try:
             voice = Voice.load(entry.path / PROMPT)
@@ -239,7 +239,7 @@ def _write_folder(build: Path, name: str, voice: Voice, reference_audio: tuple[n
 
 def _read_profile(folder: Path, name: str) -> VoiceProfile | None:
     """The Voice DNA stored in the voice prompt's JSON (format 1 and 2 alike)."""
-    from ._qwen_voice import VOICE_JSON  # the prompt layout belongs to the tts layer (NumPy only)
+    from .tts.voice import VOICE_JSON  # the prompt layout belongs to the tts layer (NumPy only)
 
     meta = _read_json(folder, f"{PROMPT}/{VOICE_JSON}", name)
     profile = meta.get("profile")

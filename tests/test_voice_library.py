@@ -29,7 +29,7 @@ def reference(voices_dir: Path) -> tuple[np.ndarray, int, object]:
 
 
 def _voice(profile: object, *, seed: int = 0, mode: str = "xvector") -> object:
-    from personalization_engine._qwen_voice import Voice
+    from personalization_engine.tts.voice import Voice
 
     rng = np.random.default_rng(seed)
     return Voice(
