@@ -25,19 +25,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .analysis import analyze_voice, emotion_unavailable_reason
 from .cloning import AudioCallback, ChunkCallback, CloneSettings, clone_line
-from .errors import ProfileError
+from .errors import PersonalizationError, ProfileError
 from .fingerprint import OutputPair
 from .schema import AudioClip, GenerationResult, ReferenceInfo, VoiceProfile
+from .tts import TTSModel, Voice, load_model
+from .tts.device import describe_device, resolve_device
+from .tts.options import LANGUAGE_CODES, SUPPORTED_LANGUAGES
 from .voice_library import VoiceLibrary, validate_name
-
-if TYPE_CHECKING:
-    from .qwen_adapter import TTSModel, Voice
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -176,14 +175,11 @@ class CloneSession:
 
     def device_description(self) -> str:
         """The compute device in words: GPU name and memory, or CPU threads (never raises)."""
-        from . import qwen_adapter
-        from .errors import PersonalizationError
-
         try:
-            dev, dt, _ = qwen_adapter.resolve_device(self.config.device, self.config.dtype)
+            dev, dt, _ = resolve_device(self.config.device, self.config.dtype)
         except PersonalizationError as exc:
             return f"{self.config.device} (unusable: {exc})"
-        return f"{qwen_adapter.describe_device(dev)} · {dt}"
+        return f"{describe_device(dev)} · {dt}"
 
     # ---- the reference
 
@@ -319,8 +315,6 @@ class CloneSession:
             self.voice = None
 
     def _load_model(self, name: str) -> TTSModel:
-        from .qwen_adapter import load_model
-
         t0 = time.perf_counter()
         with self.events.busy(f"loading model {name}…") as update:
             model = load_model(name, device=self.config.device, dtype=self.config.dtype, progress=update)
@@ -405,6 +399,4 @@ class CloneSession:
 
 def languages() -> set[str]:
     """Language names and ISO codes the model accepts (``auto`` included)."""
-    from . import qwen_adapter
-
-    return {*qwen_adapter.SUPPORTED_LANGUAGES, *qwen_adapter.LANGUAGE_CODES, "auto"}
+    return {*SUPPORTED_LANGUAGES, *LANGUAGE_CODES, "auto"}

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -179,3 +181,15 @@ def test_a_saved_voice_comes_back_in_a_new_session(tmp_path, tiny_checkpoint, vo
     assert fb["reference"]["kind"] == "voice" and fa["reference"]["sha256"] == fb["reference"]["sha256"]
     assert fa["audio"]["sha256"] == fb["audio"]["sha256"]
     b.close()
+
+
+def test_the_session_layer_imports_neither_rich_nor_the_repl():
+    """session, batch and cloning report through callbacks and records: no console below them."""
+    code = ("import sys; import personalization_engine.session, personalization_engine.batch, "
+            "personalization_engine.cloning; "
+            "print(sorted({m.split('.')[0] for m in sys.modules if m == 'rich' or m.startswith('rich.')} | "
+            "{m for m in sys.modules if m.startswith('personalization_engine.repl')}))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parent.parent)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"

@@ -106,7 +106,7 @@ class AudioView:
             return
         try:
             player.feed(chunk.audio, chunk.sample_rate, final=chunk.is_final)
-            pause = float(chunk.extra.get("pause_after_s", 0.0) or 0.0)
+            pause = chunk.pause_after_s
             if pause > 0 and not chunk.is_final:
                 player.pause(pause)
         except DeviceError as exc:

@@ -35,7 +35,7 @@ from .audio import AudioView
 from .render import render_batch_summary, render_profile, render_result, short
 
 if TYPE_CHECKING:
-    from ..qwen_adapter import TTSModel
+    from ..tts import TTSModel
 
 
 class ConsoleEvents(SessionEvents):
