@@ -12,7 +12,6 @@ the commands have their own StringIO-console tests (test_repl_render.py, test_re
 from __future__ import annotations
 
 import io
-import json
 import os
 import re
 import sys
@@ -25,6 +24,7 @@ import soundfile as sf
 
 from personalization_engine import repl
 from personalization_engine.analysis import analyze_voice
+from personalization_engine.voice_library import VoiceLibrary
 
 from ._repl_helpers import REPO, SCRIPT, check_pairs, make_test_console, scripted
 
@@ -350,9 +350,10 @@ def test_pty_record_stream_and_stop_through_a_null_sink(tmp_path, tiny_checkpoin
         t.type("/quit")
         assert t.finish() == 0
     # The recording kept the clip's Voice DNA (median F0 within 5 %).
-    saved = json.loads((tmp_path / "voices" / "rec" / "profile.json").read_text())
+    saved = VoiceLibrary(tmp_path / "voices").entry("rec").profile  # format 2: in the prompt's voice.json
     _, original = analyze_voice(clip, emotion=False)
-    assert saved["pitch"]["median_hz"] == pytest.approx(original.prosody.pitch.median_hz, rel=0.05)
+    assert saved is not None
+    assert saved.prosody.pitch.median_hz == pytest.approx(original.prosody.pitch.median_hz, rel=0.05)
 
     (data,) = check_pairs(tmp_path / "outputs", 1)
     assert data["reference"]["kind"] == "recording"
