@@ -14,7 +14,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from . import cli
-from .errors import PersonalizationError
+from .errors import ModelLoadError, PersonalizationError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -28,7 +28,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     a = sub.add_parser("analyze", help="measure the Voice DNA (pitch, energy/stress, rate, emotion) of clips")
     a.add_argument("files", nargs="+", metavar="FILE", help="audio files (wav, flac, ogg, mp3)")
-    a.add_argument("--json", action="store_true", help="one JSON object per line per file")
+    a.add_argument("--json", action="store_true",
+                   help="print JSON Lines: one JSON object per file, one per line (several files: several "
+                        "lines, not one array; e.g. `jq -s .` joins them)")
     a.add_argument("--contours", action="store_true", help="include the pitch and energy contours in --json")
     a.add_argument("--no-emotion", action="store_true", help="skip the emotion detector")
     cli.add_clone_flags(sub.add_parser("clone", help="speak lines of text in the voice of a reference clip"))
@@ -75,11 +77,15 @@ def _clone(args: argparse.Namespace, console: Console | None = None) -> int:
     if not any(lines):
         print("error: no text to speak: give --text or a --text-file with non-empty lines", file=sys.stderr)
         return EXIT_BAD_INPUT
+    cli.check_out_dir(options.out_dir)  # before the model loads: a bad --out is one line, exit 2
     console = console or render.make_console()
     session = CloneSession(options.session_config(), events=view.ConsoleEvents(console))
+    missing = session.check_model()
     console.print(render.render_banner(device=session.device_description(), model=session.model_name,
                                        mode=session.mode, seed=options.seed, out_dir=options.out_dir,
-                                       voices_dir=options.voices_dir, interactive=False))
+                                       voices_dir=options.voices_dir, interactive=False, model_missing=missing))
+    if missing:
+        raise ModelLoadError(missing)  # exit 2 with the download command; nothing analysed or written
     try:
         session.load_reference(args.ref, transcript=options.transcript)
         report = view.run_batch(console, session, lines)

@@ -74,6 +74,7 @@ def analyze_voice(
     input_sample_rate: int | None = None,
     emotion: bool = True,
     detector: Any | None = None,
+    name: str | None = None,
 ) -> tuple[AudioClip, VoiceProfile]:
     """Load, validate and analyse a voice clip.
 
@@ -87,6 +88,8 @@ def analyze_voice(
         Also classify the emotion (when the detector is available).
     detector : EmotionDetector, optional
         A detector to use instead of the shipped one.
+    name : str, optional
+        What messages call the clip (e.g. ``"the recording"``; default: its path or ``<array>``).
 
     Returns
     -------
@@ -100,7 +103,7 @@ def analyze_voice(
     """
     from .feature_extractor import extract_features
 
-    clip = load_audio(source, sample_rate=ANALYSIS_SAMPLE_RATE, input_sample_rate=input_sample_rate)
+    clip = load_audio(source, sample_rate=ANALYSIS_SAMPLE_RATE, input_sample_rate=input_sample_rate, name=name)
     t0 = time.perf_counter()
     prosody = extract_features(clip.samples, clip.sample_rate)
     estimate = None

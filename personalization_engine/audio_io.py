@@ -62,6 +62,7 @@ def load_audio(
     input_sample_rate: int | None = None,
     trim: bool = True,
     validate: bool = True,
+    name: str | None = None,
 ) -> AudioClip:
     """Load audio as mono float32 at ``sample_rate``, trimmed and validated.
 
@@ -79,6 +80,9 @@ def load_audio(
     validate : bool
         Reject all-silent clips, clips with under 1 s of speech, and shorten clips over 30 s to
         their best 3-15 s speech window (with a warning).
+    name : str, optional
+        What messages call the audio (e.g. ``"the recording"``); default: the file's path, or
+        ``<array>`` for samples.
 
     Returns
     -------
@@ -101,6 +105,7 @@ def load_audio(
             f"{MIN_SAMPLE_RATE} and {MAX_SAMPLE_RATE} Hz (e.g. 16000 or 24000)."
         )
     samples, sr_in, source = _read(path_or_array, input_sample_rate or sample_rate)
+    source = name or source
     samples = _to_mono_float32(samples, source)
     check_samples(samples, source=source)
     original_duration_s = len(samples) / float(sr_in)

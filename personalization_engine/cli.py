@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ProfileError
+from .errors import OutputWriteError, ProfileError
 from .session import SessionConfig
 
 #: Log line format of both entry points (stderr; the console output stays on stdout).
@@ -139,6 +141,32 @@ def parse(argv: list[str] | None = None, *, description: str | None = None) -> O
 def setup_logging(debug: bool) -> None:
     """Errors only (debug logs with ``--debug``), to stderr. Called by the entry points only."""
     logging.basicConfig(level=logging.DEBUG if debug else logging.ERROR, format=LOG_FORMAT)
+
+
+def check_out_dir(path: str | Path) -> Path:
+    """Check that output pairs can be written under ``path``, before anything slow starts.
+
+    The folder need not exist: its nearest existing parent must be a folder where one can be
+    made. Nothing is left behind (a probe folder is made and removed at once).
+
+    Raises
+    ------
+    OutputWriteError
+        A parent is a file, or the folder (or its parent) is not writable, e.g. under /proc.
+    """
+    p = Path(path).expanduser()
+    existing = p
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputWriteError(f"--out {p}: {existing} is a file, not a folder; give a folder for the outputs.")
+    try:
+        probe = tempfile.mkdtemp(prefix=".out-check-", dir=existing)
+        os.rmdir(probe)
+    except OSError as exc:
+        raise OutputWriteError(f"--out {p}: cannot write in {existing} ({exc.strerror or exc}); "
+                               "give a writable folder.") from exc
+    return p
 
 
 def read_text_file(path: str | Path) -> list[str]:

@@ -55,6 +55,12 @@ class SynthesisProgress:
         """Seconds of audio made per second of wall time ("x real-time"; higher is faster)."""
         return self.audio_s / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
+    @property
+    def real_time_factor(self) -> float | None:
+        """RTF so far: processing time / audio duration (lower is faster; below 1 keeps up with
+        playback). The unit of ``GenerationResult``, the fingerprint and the benchmarks."""
+        return self.elapsed_s / self.audio_s if self.audio_s > 0 else None
+
 
 @dataclass(frozen=True)
 class CloneSettings:

@@ -30,11 +30,12 @@ import numpy as np
 
 from .analysis import analyze_voice, emotion_unavailable_reason
 from .cloning import AudioCallback, ChunkCallback, CloneSettings, clone_line
-from .errors import PersonalizationError, ProfileError
+from .errors import ModelLoadError, PersonalizationError, ProfileError
 from .fingerprint import OutputPair
 from .schema import AudioClip, GenerationResult, ReferenceInfo, VoiceProfile
 from .tts import TTSModel, Voice, load_model
 from .tts.device import describe_device, resolve_device
+from .tts.hub import find_model
 from .tts.options import LANGUAGE_CODES, SUPPORTED_LANGUAGES
 from .voice_library import VoiceLibrary, validate_name
 
@@ -85,6 +86,14 @@ class Reference:
     profile: VoiceProfile | None
     analysis_s: float | None
     emotion_note: str | None
+    clip_name: str | None = None
+    """The name of the clip the voice was made from, when it differs from ``name`` (a saved
+    voice keeps its original reference's name, and saving it again keeps it too)."""
+
+    @property
+    def reference_name(self) -> str:
+        """The name saved with the voice: the original clip's."""
+        return self.clip_name or self.name
 
 
 @dataclass(frozen=True)
@@ -146,6 +155,9 @@ class CloneSession:
         self._mode = "icl" if self._transcript else "xvector"
         self._outputs: list[OutputPair] = []
         self._warned: set[str] = set()
+        self.model_missing: str | None = None
+        """Why the model's weights cannot be loaded (set by :meth:`check_model`), else None."""
+        self._said_missing = False
 
     # ---- state read by views
 
@@ -183,11 +195,13 @@ class CloneSession:
 
     # ---- the reference
 
-    def analyze(self, source: str | Path | tuple[np.ndarray, int]) -> Analysis:
-        """Analyse a clip (Voice DNA and emotion) without changing the session."""
+    def analyze(self, source: str | Path | tuple[np.ndarray, int], *, name: str | None = None) -> Analysis:
+        """Analyse a clip (Voice DNA and emotion) without changing the session.
+
+        ``name`` is what messages call it (``"the recording"``; default: the path, or ``<array>``)."""
         t0 = time.perf_counter()
         with self.events.busy("analysing the voice (pitch, energy, rate, emotion)…"):
-            clip, profile = analyze_voice(source)
+            clip, profile = analyze_voice(source, name=name)
         elapsed = time.perf_counter() - t0
         for warning in clip.warnings:
             self._warn(warning)
@@ -219,7 +233,8 @@ class CloneSession:
             profile, elapsed, note = found.profile, found.seconds, found.emotion_note
         else:
             elapsed, note = None, emotion_unavailable_reason(profile)
-        ref = Reference(name, "voice", str(entry.reference_path), profile, elapsed, note)
+        ref = Reference(name, "voice", str(entry.reference_path), profile, elapsed, note,
+                        clip_name=entry.reference_name)
         self._set_reference(ref, voice=voice, transcript=voice.transcript)
         if self.model is not None:
             self.ensure_voice()  # rebuilds the prompt if the voice was saved with another model
@@ -237,7 +252,7 @@ class CloneSession:
             data, sr = sf.read(str(source), dtype="float32", always_2d=True)
             source = (data.mean(axis=1), sr)
         model_id = self.model.model_id if self.model is not None else None
-        return self.library.save(name, self.voice, reference_audio=source, reference_name=self.reference.name,
+        return self.library.save(name, self.voice, reference_audio=source, reference_name=self.reference.reference_name,
                                  model_id=model_id, overwrite=overwrite)
 
     def _set_reference(self, ref: Reference, *, voice: Voice | None = None, transcript: str | None = None,
@@ -265,7 +280,9 @@ class CloneSession:
 
     def set_mode(self, mode: str) -> None:
         """Choose the voice-prompt mode; ``icl`` needs a transcript (:meth:`set_transcript`)."""
-        wanted = mode.lower()
+        wanted = mode.strip().lower()
+        if not wanted:
+            raise ProfileError(f"no mode given; the mode is {self._mode}. Usage: /mode xvector|icl")
         if wanted not in MODES:
             raise ProfileError(f"unknown mode {mode!r}; usage: /mode xvector|icl")
         mode = wanted
@@ -292,12 +309,42 @@ class CloneSession:
             if self.model is not None and self.model.closed:
                 self.model = None  # the adapter freed it first: reload it when next needed
         old, self.model, self.model_name = self.model, model, name
+        self.model_missing, self._said_missing = None, False
         if old is not None and old is not model:
             old.close()
         self._rebuild()
 
+    def check_model(self, *, probe: bool = True) -> str | None:
+        """Are the model's weights here, or downloadable? Sets and returns :attr:`model_missing`.
+
+        Nothing is downloaded or read: a session starts with this, so a missing model is said
+        at once (with the download command) and the session stays useful for Voice DNA.
+        """
+        if self.model is not None and not self.model.closed:
+            self.model_missing = None
+            return None
+        found = find_model(self.model_name, probe=probe)
+        self.model_missing = found.problem
+        return self.model_missing
+
+    def model_ready(self) -> bool:
+        """The model is loaded, or can be (no missing weights were found by :meth:`check_model`)."""
+        if self.model_missing is not None:
+            self.check_model(probe=False)  # weights copied in since? (local look-up only)
+        return self.model_missing is None
+
+    def warm_up(self) -> None:
+        """:meth:`ensure_voice` when there is a reference and the weights are available, else nothing.
+
+        Called after a new reference, so the first line is quick; without weights the Voice DNA
+        is all a reference gives, and nothing is said again."""
+        if self.reference is not None and self.model_ready():
+            self.ensure_voice()
+
     def ensure_voice(self) -> None:
         """Load the model if needed, then build the voice prompt if needed (or if made by another model)."""
+        if not self.model_ready():
+            raise ModelLoadError(self._missing_message())
         if self.model is None or self.model.closed:
             self.model = self._load_model(self.model_name)
         voice = self.voice
@@ -307,6 +354,14 @@ class CloneSession:
             self.voice = None
         if self.voice is None and self.reference is not None:
             self._build_voice()
+
+    def _missing_message(self) -> str:
+        """The first time the whole reason (with the download command), then one short line."""
+        if self._said_missing:
+            return (f"speaking needs the model weights of {self.model_name}, which are missing (the download "
+                    "command is above); Voice DNA still works: /record, /load, /info.")
+        self._said_missing = True
+        return f"speaking needs the model weights: {self.model_missing}"
 
     def _rebuild(self) -> None:
         if self.reference is not None and self.model is not None:
@@ -347,6 +402,7 @@ class CloneSession:
         it is made (``stream=True``: pieces of a segment, for playback as it comes); the pair
         written is the whole utterance either way.
         """
+        check_speakable(text)
         self.prepare()
         model, voice = self.model, self.voice
         if model is None or voice is None:
@@ -395,6 +451,17 @@ class CloneSession:
         if message not in self._warned:
             self._warned.add(message)
             self.events.warning(message)
+
+
+def check_speakable(text: str) -> None:
+    """Refuse text with nothing to say: no letter or digit ("...", a lone emoji).
+
+    The model given only punctuation or symbols babbles for seconds; no line is written.
+    """
+    if not any(ch.isalnum() for ch in text):
+        shown = text.strip()
+        what = f"{shown!r} has no letters or digits" if shown else "the line is empty"
+        raise ProfileError(f"nothing to speak: {what}. Type words to speak them.")
 
 
 def languages() -> set[str]:

@@ -15,7 +15,7 @@ from rich.text import Text
 from .. import audio_device, playback
 from ..errors import DeviceError
 from ..schema import GenerationResult
-from .render import render_meter
+from .render import render_meter, with_hint
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -53,9 +53,11 @@ class AudioView:
         if self.mic_off:
             self.console.print(f"[yellow]🎤 microphone off: {escape(self.mic_off)}[/]")
         if self.play_off and self.play_off != "--no-play":
-            same = self.play_off == self.mic_off
-            reason = " (same reason); " if same else f": {escape(self.play_off)}; "
-            self.console.print(f"[yellow]🔈 playback off{reason}outputs are still written.[/]")
+            if self.play_off == self.mic_off:
+                self.console.print("[yellow]🔈 playback off (same reason); outputs are still written.[/]")
+            else:
+                said = with_hint(self.play_off, "outputs are still written.", unless="still written")
+                self.console.print(f"[yellow]🔈 playback off: {escape(said)}[/]")
         parts = []
         if self.mic is not None:
             parts.append(f"mic: {self.mic.name} ({self.mic.default_sample_rate:.0f} Hz)")
@@ -74,7 +76,8 @@ class AudioView:
         if self.player is not None and self.player.error is not None and not self._reported_player_error:
             self._reported_player_error = True
             self.play_off = str(self.player.error)
-            self.console.print(f"[yellow]🔈 playback off: {escape(self.play_off)}; outputs are still written.[/]")
+            said = with_hint(self.play_off, "outputs are still written.", unless="still written")
+            self.console.print(f"[yellow]🔈 playback off: {escape(said)}[/]")
             self.player = None
 
     def play(self, audio: tuple[np.ndarray, int], *, what: str, interrupt: bool = True) -> None:
@@ -124,16 +127,17 @@ class AudioView:
     def record(self, seconds: float) -> tuple[np.ndarray, int]:
         """Record ``seconds`` from the microphone with a live level meter."""
         if self.mic is None:
-            raise DeviceError(f"{self.mic_off or 'no microphone'}; use /load PATH instead.")
+            raise DeviceError(self.no_mic_message())
         start = audio_device.RecordingLevel(0.0, -100.0, 0.0, False)
         with Live(render_meter(start, seconds), console=self.console, refresh_per_second=20) as live:
             samples, sr = audio_device.record(seconds, device=self.mic.index,
                                               on_level=lambda lv: live.update(render_meter(lv, seconds)))
-        peak = float(np.max(np.abs(samples))) if samples.size else 0.0
-        if peak >= audio_device.CLIP_LEVEL:
-            self.console.print("[red]⚠ the recording clipped: re-record further from the microphone "
-                               "or with the input gain lower.[/]")
+        # Clipping is said once, by the analysis of the take (it names "the recording").
         return samples, sr
+
+    def no_mic_message(self) -> str:
+        """Why nothing can be recorded, and what to do instead (one sentence)."""
+        return with_hint(self.mic_off or "no microphone", "use /load PATH instead.", unless="/load PATH")
 
     def close(self) -> None:
         if self.player is not None:

@@ -18,6 +18,7 @@ from rich.markup import escape
 
 from .. import audio_device
 from ..errors import DeviceError, PersonalizationError, ProfileError
+from ..session import MODES
 from . import view
 from .render import render_devices, render_help, render_profile, render_voices, short
 
@@ -44,6 +45,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 _QUIT = ("/quit", "/exit", "/q")
+#: How alike an unknown command and a known one must be (difflib ratio) to suggest it: one
+#: swapped or missing letter ("/mdoe", "/hlp") scores 0.8 or more; "/foo" vs "/info" is 0.67.
+SUGGEST_CUTOFF = 0.75
 
 
 def handle(app: Repl, line: str) -> bool:
@@ -63,7 +67,7 @@ def handle(app: Repl, line: str) -> bool:
         return False
     handler = _HANDLERS.get(name)
     if handler is None:
-        close = difflib.get_close_matches(name, [c.split()[0] for c in COMMANDS], n=1)
+        close = difflib.get_close_matches(name, [c.split()[0] for c in COMMANDS], n=1, cutoff=SUGGEST_CUTOFF)
         hint = f" (did you mean {close[0]}?)" if close else ""
         app.console.print(f"[yellow]unknown command {escape(name)}{hint}; type /help for the list.[/]")
         return True
@@ -79,20 +83,20 @@ def cmd_record(app: Repl, args: str) -> None:
     if args:
         seconds = _number(args, "/record SECONDS", low=1.0, high=60.0)
     if record_reference(app, seconds):
-        app.session.ensure_voice()
+        app.session.warm_up()
 
 
 def record_reference(app: Repl, seconds: float, *, transcript: str | None = None) -> bool:
     """Record (with countdown and level meter) until the user keeps a take; True if kept."""
     audio, console = app.audio, app.console
     if audio.mic is None:
-        raise DeviceError(f"{audio.mic_off or 'no microphone'}; use /load PATH instead.")
+        raise DeviceError(audio.no_mic_message())
     while True:
         audio.stop()  # the speakers must not play into the microphone
         audio.countdown(app.options.countdown)
         take = audio.record(seconds)
         try:
-            found = app.session.analyze(take)
+            found = app.session.analyze(take, name="the recording")
         except PersonalizationError as exc:
             console.print(f"[red]✖ {escape(str(exc))}[/]")
             if _choose(app, "[r]e-record or [c]ancel?", "rc", "r") == "r":
@@ -119,7 +123,7 @@ def cmd_load(app: Repl, args: str) -> None:
     # A path with spaces works unquoted when it names an existing file.
     path = args if args and Path(args).expanduser().is_file() else _one_arg(args, "/load PATH")
     app.session.load_reference(path)
-    app.session.ensure_voice()
+    app.session.warm_up()
 
 
 def cmd_transcript(app: Repl, args: str) -> None:
@@ -130,6 +134,10 @@ def cmd_transcript(app: Repl, args: str) -> None:
 
 
 def cmd_mode(app: Repl, args: str) -> None:
+    if not args:
+        current = app.session.mode
+        app.console.print(f"mode {current} (choices: {', '.join(MODES)}; /mode NAME to switch)")
+        return
     app.session.set_mode(args)
 
 
@@ -197,15 +205,13 @@ def cmd_play(app: Repl, args: str) -> None:
     outputs = app.session.outputs
     if not outputs:
         raise ProfileError("nothing to play yet: type a line first.")
-    n = len(outputs) if not args else _number(args, "/play [N]", low=1, high=len(outputs))
-    if n != int(n):
-        raise ProfileError(f"/play takes a whole number 1-{len(outputs)}.")
-    pair = outputs[int(n) - 1]
+    n = len(outputs) if not args else int(_number(args, "/play [N]", low=1, high=len(outputs), whole=True))
+    pair = outputs[n - 1]
     import soundfile as sf
 
     samples, sr = sf.read(str(pair.wav_path), dtype="float32")
     app.audio.play((samples, sr), what=pair.wav_path.name)
-    app.console.print(f"▶ {int(n)}: {pair.wav_path.name}")
+    app.console.print(f"▶ {n}: {pair.wav_path.name}")
 
 
 def cmd_stop(app: Repl, args: str) -> None:
@@ -254,11 +260,14 @@ def _one_arg(args: str, usage: str) -> str:
     return words[0]
 
 
-def _number(args: str, usage: str, *, low: float, high: float) -> float:
+def _number(args: str, usage: str, *, low: float, high: float, whole: bool = False) -> float:
+    """The one number in ``args``, in ``low``-``high`` (a whole number when ``whole``)."""
     try:
         value = float(_one_arg(args, usage))
     except ValueError as exc:
         raise ProfileError(f"{args!r} is not a number; usage: {usage}") from exc
+    if whole and value != int(value):
+        raise ProfileError(f"{value:g} is not a whole number; usage: {usage} (N from {low:g} to {high:g})")
     if not low <= value <= high:
         raise ProfileError(f"{value:g} is out of range {low:g}-{high:g}; usage: {usage}")
     return value

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -20,8 +21,8 @@ from rich.markup import escape
 from rich.text import Text
 
 from .. import audio_device
-from ..cli import Options, read_text_file
-from ..errors import DeviceError, PersonalizationError, ProfileError
+from ..cli import Options, check_out_dir, read_text_file
+from ..errors import DeviceError, ModelLoadError, PersonalizationError, ProfileError
 from ..session import CloneSession
 from . import commands, view
 from .audio import AudioView
@@ -45,9 +46,12 @@ class Repl:
         self.audio = AudioView(console)
 
     def banner(self) -> None:
+        """The start panel, after checking (without downloading) that the model's weights can be had."""
         o, s = self.options, self.session
+        missing = s.check_model()
         self.console.print(render_banner(device=s.device_description(), model=s.model_name, mode=s.mode, seed=o.seed,
-                                         out_dir=o.out_dir, voices_dir=o.voices_dir, interactive=self.interactive))
+                                         out_dir=o.out_dir, voices_dir=o.voices_dir, interactive=self.interactive,
+                                         model_missing=missing))
 
     def setup_audio(self) -> None:
         o = self.options
@@ -68,8 +72,7 @@ class Repl:
             commands.record_reference(self, o.seconds, transcript=o.transcript)
         else:
             self.console.print("[yellow]No reference voice yet: use /load PATH (or --ref FILE).[/]")
-        if session.reference is not None:
-            session.ensure_voice()
+        session.warm_up()  # without weights the banner said so: the reference gives its Voice DNA only
 
     def loop(self) -> None:
         while True:
@@ -136,13 +139,14 @@ def run(options: Options, *, console: Console | None = None, input_fn: InputFn |
     console = console or make_console()
     if options.list_devices:
         return _list_devices(console)
+    try:
+        check_out_dir(options.out_dir)  # before any model, recording or progress line
+        lines = read_text_file(options.text_file) if options.text_file is not None else None
+    except PersonalizationError as exc:
+        _error(exc)
+        return 2
     _preload_emotion_detector()
-    if options.text_file is not None:
-        try:
-            lines = read_text_file(options.text_file)
-        except PersonalizationError as exc:
-            console.print(f"[red]✖ {escape(str(exc))}[/]")
-            return 2
+    if lines is not None:
         return _run_batch_mode(options, lines, console)
     app = Repl(options, console, input_fn)
     app.banner()
@@ -163,6 +167,8 @@ def _run_batch_mode(options: Options, lines: list[str], console: Console) -> int
     app = Repl(options, console, None, interactive=False)
     app.banner()
     try:
+        if app.session.model_missing:
+            raise ModelLoadError(app.session.model_missing)  # nothing recorded, analysed or written
         app.setup_audio()
         if options.voice:
             commands.use_voice(app, options.voice)
@@ -178,13 +184,18 @@ def _run_batch_mode(options: Options, lines: list[str], console: Console) -> int
             console.print("[dim]waiting for playback to finish (Ctrl-C to skip)…[/]")
             player.wait()
     except PersonalizationError as exc:
-        console.print(f"[red]✖ {escape(str(exc))}[/]")
+        _error(exc)
         return 2
     except KeyboardInterrupt:
         return 130
     finally:
         app.close()
     return 0 if report.complete else 1
+
+
+def _error(exc: PersonalizationError) -> None:
+    """A run-ending error: one line on stderr (like ``python -m personalization_engine``'s)."""
+    print(f"error: {exc}", file=sys.stderr, flush=True)
 
 
 def _preload_emotion_detector() -> None:

@@ -183,8 +183,10 @@ def print_analysis(console: Console, name: str, clip: AudioClip, profile: VoiceP
                    *, emotion_note: str | None = None) -> None:
     """Print the Voice DNA panel of one analysed file (the ``analyze`` command)."""
     note = emotion_note or emotion_unavailable_reason(profile)
+    # The speech duration is the profile's (the one ``analyze --json`` writes), not the loader's
+    # trim estimate: the panel and the JSON say one number.
     sub = (f"{clip.original_duration_s:.1f} s file · {clip.duration_s:.1f} s analysed · "
-           f"{clip.speech_duration_s:.1f} s speech · {clip.original_sample_rate} Hz")
+           f"{profile.prosody.speech_duration_s:.1f} s speech · {clip.original_sample_rate} Hz")
     console.print(render_profile(profile, title=name, emotion_note=note, subtitle=sub))
     for warning in clip.warnings:
         console.print(f"[yellow]⚠ {escape(warning)}[/]")
@@ -215,30 +217,41 @@ def render_meter(level: audio_device.RecordingLevel, seconds: float, width: int 
     return line
 
 
-def render_help(commands: dict[str, tuple[str, str]]) -> RenderableType:
-    """The /help table: each command, its arguments and what it does."""
+def render_help(commands: dict[str, tuple[str, str]], notes: Sequence[str] = ()) -> RenderableType:
+    """The /help table: each command, its arguments and what it does; then ``notes``, one a line."""
     table = Table(title="Type a line and press Enter to speak it. Commands:", title_justify="left", box=None)
     table.add_column("command", style="bold cyan", no_wrap=True)
     table.add_column("")
     for name, (args, text) in commands.items():
         table.add_row(f"{name} {args}".strip(), text)
-    return table
+    if not notes:
+        return table
+    return Group(table, Text(""), *(Text(f"• {note}", style="dim") for note in notes))
 
 
 def render_banner(*, device: str, model: str, mode: str, seed: int | None, out_dir: Path, voices_dir: Path,
-                  interactive: bool) -> RenderableType:
-    """The panel a session starts with: device, model and mode, folders, and a hint."""
+                  interactive: bool, quant: str | None = None, model_missing: str | None = None) -> RenderableType:
+    """The panel a session starts with: device, model and mode, folders, and a hint.
+
+    ``model_missing`` (the weights are neither here nor downloadable) is shown in the panel,
+    with its download command, before anything is recorded. The hint is the panel's last line,
+    not its subtitle: a subtitle longer than the panel is cut off.
+    """
     grid = Table.grid(padding=(0, 2))
-    grid.add_column(style="bold cyan")
+    grid.add_column(style="bold cyan", no_wrap=True)
     grid.add_column()
     grid.add_row("device", device)
     seed_text = f" · seed {seed}" if seed is not None else ""
-    grid.add_row("model", Text(f"{model} · mode {mode}{seed_text}"))
+    quant_text = f" · quant {quant}" if quant else ""
+    grid.add_row("model", Text(f"{model}{quant_text} · mode {mode}{seed_text}"))
+    if model_missing:
+        grid.add_row(Text("weights", style="bold red"),
+                     Text(f"not found: {model_missing}\nVoice DNA still works: record, /load, /info.", style="red"))
     grid.add_row("outputs", Text(f"{out_dir.resolve()}/"))
     grid.add_row("voices", Text(f"{voices_dir.resolve()}/"))
     hint = "Type a line to speak it · /help for commands · Ctrl-D to quit" if interactive else "batch mode"
-    return Panel(grid, title="[bold]Qwen3-TTS voice cloning studio[/]", subtitle=hint, border_style="blue",
-                 expand=False)
+    return Panel(Group(grid, Text(hint, style="dim")), title="[bold]Qwen3-TTS voice cloning studio[/]",
+                 border_style="blue", expand=False)
 
 
 def render_voices(root: Path, entries: Sequence[VoiceEntry | ProfileError]) -> RenderableType:
@@ -257,15 +270,25 @@ def render_voices(root: Path, entries: Sequence[VoiceEntry | ProfileError]) -> R
     return table
 
 
-def render_result(n: int, pair: OutputPair, result: GenerationResult, *, playing: bool = False) -> Text:
-    """The line printed for each written pair: file, duration, speed, similarity, pitch and rate."""
+def render_result(n: int, pair: OutputPair, result: GenerationResult, *, playing: bool = False,
+                  underruns: int | None = None) -> Text:
+    """The line printed for each written pair: file, duration, speed, similarity, pitch and rate.
+
+    Speed is RTF (processing time / audio duration; below 1 is faster than real time), the unit
+    of the fingerprint and the benchmarks. Time to first audio and ``underruns`` are shown only
+    when the line was played as it was made (``playing``): otherwise first audio is simply the
+    whole synthesis time.
+    """
     fp = pair.fingerprint
     line = Text("✔ ", style="green")
     line.append(f"{n}: ", style="dim")
     line.append(pair.wav_path.name, style="bold")
     line.append(f" · {result.audio_duration_s:.1f} s · RTF {result.real_time_factor:.2f}")
-    if result.time_to_first_audio_s is not None:
-        line.append(f" · TTFA {result.time_to_first_audio_s:.2f} s")
+    if playing and result.time_to_first_audio_s is not None:
+        line.append(f" · first audio {result.time_to_first_audio_s:.2f} s")
+    if playing and underruns is not None:
+        line.append(f" · {underruns} {'underrun' if underruns == 1 else 'underruns'}",
+                    style="yellow" if underruns else "")
     if fp.similarity is not None:
         style = "green" if fp.similarity >= SIM_GOOD else "yellow" if fp.similarity >= SIM_POOR else "red"
         line.append(" · similarity ")
@@ -290,6 +313,17 @@ def render_batch_summary(report: BatchReport) -> RenderableType:
         text.append("\n")
         text.append(f"failed lines: {', '.join(map(str, report.failed))}", style="yellow")
     return text
+
+
+def with_hint(message: str, hint: str, *, unless: str) -> str:
+    """``message; hint.`` as one sentence, or ``message`` alone when it already says ``unless``.
+
+    Device errors end with their own advice ("...; files are still written."); appending ours
+    glued two sentences ("written.; outputs are still written.").
+    """
+    if unless.lower() in message.lower():
+        return message
+    return f"{message.rstrip().rstrip('.;')}; {hint}"
 
 
 def short(text: str, n: int) -> str:

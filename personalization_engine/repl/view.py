@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from rich.console import Console
@@ -88,10 +89,7 @@ def speak(console: Console, session: CloneSession, text: str, audio: AudioView) 
 
         def on_chunk(chunk: GenerationResult, p: SynthesisProgress) -> None:
             audio.feed(chunk)  # play each chunk as it arrives
-            heard = f" · first audio {p.time_to_first_audio_s:.2f} s" if p.time_to_first_audio_s else ""
-            progress.update(task, completed=chunk.segment_idx + 1,
-                            description=f"{what} {p.frames} frames · {p.audio_s:.1f} s audio · "
-                                        f"{p.speed:.2f}× real-time{heard}")
+            progress.update(task, completed=chunk.segment_idx + 1, description=f"{what} {progress_text(p)}")
 
         def on_audio(result: GenerationResult) -> None:
             progress.update(task, description="analysing and writing…")
@@ -108,6 +106,23 @@ def speak(console: Console, session: CloneSession, text: str, audio: AudioView) 
     return spoken
 
 
+@dataclass
+class _LineShown:
+    """The batch line being made: its progress label and how many segments it has."""
+
+    label: str = ""
+    segments: int = 1
+
+
+def progress_text(p: SynthesisProgress) -> str:
+    """The running totals of a line: frames, audio made, RTF, and (streamed only) first audio."""
+    rtf = p.real_time_factor
+    speed = f" · RTF {rtf:.2f}" if rtf is not None else ""
+    heard = (f" · first audio {p.time_to_first_audio_s:.2f} s"
+             if p.streamed and p.time_to_first_audio_s is not None else "")
+    return f"{p.frames} frames · {p.audio_s:.1f} s audio{speed}{heard}"
+
+
 def run_batch(console: Console, session: CloneSession, lines: Sequence[str],
               audio: AudioView | None = None) -> BatchReport:
     """:func:`batch.run_batch` with a progress bar, a result line per line and a summary.
@@ -121,11 +136,14 @@ def run_batch(console: Console, session: CloneSession, lines: Sequence[str],
         session.ensure_voice()  # its spinners first: one live display at a time
     with Progress(*columns, console=console) as progress:
         task = progress.add_task("cloning", total=len(lines))
+        current = _LineShown()
 
         def on_progress(step: BatchProgress) -> None:
             done = step.done
             if done is None:
-                progress.update(task, description=f"line {step.index}: {short(step.text, 30)}")
+                current.label = f"line {step.index}: {short(step.text, 30)}"
+                current.segments = max(1, len(split_text(step.text)))
+                progress.update(task, description=current.label)
             elif done.error is not None:
                 if audio is not None:
                     audio.finish()
@@ -136,7 +154,13 @@ def run_batch(console: Console, session: CloneSession, lines: Sequence[str],
                     progress.console.print(render_result(done.n, done.pair, done.result))
                 progress.advance(task)
 
-        on_chunk = None if not playing or audio is None else (lambda chunk, _p: audio.feed(chunk))
+        def on_chunk(chunk: GenerationResult, p: SynthesisProgress) -> None:
+            if playing and audio is not None:
+                audio.feed(chunk)
+            n = current.segments
+            seg = f" · segment {chunk.segment_idx + 1}/{n}" if n > 1 else ""
+            progress.update(task, description=f"{current.label}{seg} · {progress_text(p)}")
+
         report = _run_batch(session, lines, on_progress, on_chunk=on_chunk, stream=playing)
     if report.interrupted:
         console.print(f"[yellow]interrupted after {len(report.written)} of {report.total} lines; "

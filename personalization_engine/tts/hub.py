@@ -22,8 +22,10 @@ import os
 import re
 import socket
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlparse
 
 from ..errors import ModelLoadError
@@ -80,6 +82,70 @@ def resolve_model(
         _LOGGER.info("using cached weights %s", cached)
         return check_model_dir(cached), repo_id
     return check_model_dir(_download(repo_id, models_dir, progress)), repo_id
+
+
+@dataclass(frozen=True)
+class ModelAvailability:
+    """Whether a model can be loaded without a failed download (see :func:`find_model`)."""
+
+    model_id: str
+    folder: Path | None
+    """The complete local checkpoint (None when it would have to be downloaded, or is missing)."""
+    downloadable: bool = False
+    """Not here, but the hub answered: ``load_model`` will download it."""
+    problem: str | None = None
+    """Why it cannot be loaded (with the download command), or None."""
+
+    @property
+    def ok(self) -> bool:
+        """Present, or downloadable."""
+        return self.problem is None
+
+
+def find_model(
+    name_or_path: str | os.PathLike[str],
+    *,
+    models_dir: str | os.PathLike[str] | None = None,
+    probe: bool = True,
+) -> ModelAvailability:
+    """Where ``load_model`` would find ``name_or_path``, without downloading or reading weights.
+
+    Follows :func:`resolve_model`'s order; a model in neither ``models/`` nor the Hugging Face
+    cache is ``downloadable`` when the hub answers the reachability probe (``probe=False``
+    skips the probe and reports it missing). Never raises for a missing or damaged model: the
+    reason, with the download command, is in ``problem``.
+    """
+    text = str(name_or_path).strip()
+    if not text:
+        return ModelAvailability("", None, problem=f"no model given; use one of {', '.join(MODEL_ALIASES)} "
+                                                   "or a local folder")
+    local = Path(text).expanduser()
+    repo_id = MODEL_ALIASES.get(text.lower())
+    if repo_id is None and (local.exists() or not _REPO_ID.match(text)):
+        try:
+            return ModelAvailability(_model_id_for(local), check_model_dir(local))
+        except ModelLoadError as exc:
+            return ModelAvailability(_model_id_for(local), None, problem=str(exc))
+    repo_id = repo_id or text
+    try:
+        for folder in _local_candidates(repo_id, text, models_dir):
+            if (folder / "config.json").is_file():
+                return ModelAvailability(repo_id, check_model_dir(folder))
+        cached = _cached_snapshot(repo_id)
+        if cached is not None:
+            return ModelAvailability(repo_id, check_model_dir(cached))
+    except ModelLoadError as exc:
+        return ModelAvailability(repo_id, None, problem=str(exc))
+    where = f"not in {MODELS_DIRNAME}/ nor in the Hugging Face cache {_hub_cache_dir()}"
+    if _offline():
+        return ModelAvailability(repo_id, None, problem=f"{repo_id} is {where}, and HF_HUB_OFFLINE is set. "
+                                                        f"{download_help(repo_id, models_dir)}")
+    endpoint = os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
+    if probe and hub_reachable(endpoint):
+        return ModelAvailability(repo_id, None, downloadable=True)
+    why = f"the Hugging Face hub ({endpoint}) is unreachable" if probe else "it was not looked for online"
+    return ModelAvailability(repo_id, None, problem=f"{repo_id} is {where}, and {why}. "
+                                                    f"{download_help(repo_id, models_dir)}")
 
 
 def download_help(repo_id: str, models_dir: str | os.PathLike[str] | None = None) -> str:
@@ -139,7 +205,8 @@ def _model_id_for(folder: Path) -> str:
 
 
 def _local_candidates(repo_id: str, name: str, models_dir: str | os.PathLike[str] | None) -> list[Path]:
-    roots = [Path(models_dir)] if models_dir else [Path.cwd() / MODELS_DIRNAME, Path(__file__).resolve().parents[2] / MODELS_DIRNAME]
+    repo_root = Path(__file__).resolve().parents[2]
+    roots = [Path(models_dir)] if models_dir else [Path.cwd() / MODELS_DIRNAME, repo_root / MODELS_DIRNAME]
     names = [repo_id.split("/")[-1], name.lower(), name]
     seen: list[Path] = []
     for root in roots:
