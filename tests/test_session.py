@@ -193,3 +193,80 @@ def test_the_session_layer_imports_neither_rich_nor_the_repl():
                           cwd=Path(__file__).resolve().parent.parent)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+# --------------------------------------------------------------------------- issue 12: a newcomer's session
+
+
+@pytest.mark.parametrize("text", ["...", "🙂", "  ?! —  "])
+def test_text_with_nothing_to_speak_is_refused_before_the_model(tmp_path, voices_dir, text):
+    """Bug (issue 12): "..." or a lone emoji was sent to the model, which babbled for ~2 s and
+    wrote a pair. Now it is "nothing to speak", before any model is loaded or file written."""
+    session, events = _session(tmp_path, tmp_path / "no-model")
+    session.load_reference(voices_dir / "LJ001-0004.flac")
+    with pytest.raises(ProfileError, match="nothing to speak: .* has no letters or digits"):
+        session.speak(text)
+    assert events.names("model") == [] and session.outputs == () and not (tmp_path / "out").exists()
+
+
+def test_missing_weights_are_said_at_start_and_then_once_per_line_in_one_line(tmp_path, voices_dir, monkeypatch):
+    """Bug (issue 12): without weights the session recorded first, said nothing until the first
+    line, then repeated a three-line error per line. ``check_model`` finds it at once (nothing
+    downloaded), the reference still gives its Voice DNA, and a line says it in one line."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    session, events = _session(tmp_path, "1.7b-design")
+    missing = session.check_model()
+    assert missing is not None and session.model_missing == missing
+    assert "huggingface-cli download Qwen/Qwen3-TTS-12Hz-1.7B-VoiceDesign" in missing
+    assert "models/Qwen3-TTS-12Hz-1.7B-VoiceDesign" in missing
+    ref = session.load_reference(voices_dir / "LJ001-0004.flac")  # Voice DNA needs no weights
+    assert ref.profile is not None
+    session.warm_up()  # after a new reference: nothing to load, nothing said
+    assert events.names("busy") == ["analysing the voice (pitch, energy, rate, emotion)…"]
+    with pytest.raises(ModelLoadError, match="(?s)speaking needs the model weights: .*huggingface-cli download"):
+        session.speak("Hello.")
+    with pytest.raises(ModelLoadError) as again:
+        session.speak("Hello again.")
+    assert "\n" not in str(again.value) and "missing" in str(again.value)
+    assert session.outputs == () and not (tmp_path / "out").exists()
+    assert not (tmp_path / "hf-cache").exists()  # nothing was downloaded
+
+
+def test_check_model_finds_a_local_checkpoint(tmp_path, tiny_checkpoint):
+    session, _ = _session(tmp_path, tiny_checkpoint)
+    assert session.check_model() is None and session.model_ready()
+
+
+def test_a_recording_is_named_in_messages_not_array(tmp_path, voices_dir):
+    """Bug (issue 12): messages about a recording said "<array>: all silence ..."."""
+    import numpy as np
+    import soundfile as sf
+
+    from personalization_engine.errors import AudioInputError
+
+    session, events = _session(tmp_path, tmp_path / "no-model")
+    with pytest.raises(AudioInputError, match="^the recording: all silence") as info:
+        session.analyze((np.zeros(48_000, dtype=np.float32), 48_000), name="the recording")
+    assert "<array>" not in str(info.value)
+    speech, sr = sf.read(str(voices_dir / "LJ001-0004.flac"), dtype="float32")
+    loud = np.clip(speech * 40.0, -1.0, 1.0)  # a take recorded with the gain far too high
+    session.analyze((loud, sr), name="the recording")
+    clipped = [w for w in events.names("warning") if "clipped" in w]
+    assert len(clipped) == 1 and clipped[0].startswith("the recording: ")
+
+
+def test_saving_a_saved_voice_again_keeps_its_original_reference_name(tmp_path, tiny_checkpoint, voices_dir):
+    """Bug (issue 12): /voice use anna then /voice save anna2 recorded "anna" as the reference
+    name of anna2; the original clip's name is kept."""
+    a, _ = _session(tmp_path, tiny_checkpoint)
+    a.load_reference(voices_dir / "LJ001-0004.flac")
+    a.ensure_voice()
+    a.save_voice("anna")
+    ref = a.use_voice("anna")
+    assert (ref.name, ref.reference_name) == ("anna", "LJ001-0004.flac")
+    a.save_voice("anna2")
+    entries = {e.name: e for e in a.library.entries() if not isinstance(e, Exception)}
+    assert entries["anna2"].reference_name == "LJ001-0004.flac"
+    a.close()

@@ -44,6 +44,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "/quit": ("", "leave (Ctrl-D or Ctrl-C at an empty prompt also work)"),
 }
 
+#: What /help says under the table: slashes, and the units of the result line.
+HELP_NOTES = (
+    "A line that starts with / is a command; start it with // to speak it (//etc. is spoken as /etc.).",
+    "Speed is RTF: processing time / audio duration (lower is faster; below 1.00 is faster than real time).",
+    "First audio (the wait before sound) and underruns are shown only for lines played as they are made.",
+)
+
 _QUIT = ("/quit", "/exit", "/q")
 #: How alike an unknown command and a known one must be (difflib ratio) to suggest it: one
 #: swapped or missing letter ("/mdoe", "/hlp") scores 0.8 or more; "/foo" vs "/info" is 0.67.
@@ -228,7 +235,7 @@ def cmd_devices(app: Repl, args: str) -> None:
 
 
 def cmd_help(app: Repl, args: str) -> None:
-    app.console.print(render_help(COMMANDS))
+    app.console.print(render_help(COMMANDS, HELP_NOTES))
 
 
 _HANDLERS: dict[str, Callable[[Repl, str], None]] = {
