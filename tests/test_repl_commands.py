@@ -101,8 +101,9 @@ def test_scripted_session_with_the_tiny_model(tmp_path, tiny_checkpoint, voices_
     assert "3 is out of range 1-2; usage: /play [N]" in text
     assert "playback is off (--no-play); cannot play cloned_" in text
     assert text.count("✔ model ") == 2 and text.count("voice prompt ready: LJ001-0004.flac · xvector") == 2
-    assert re.search(r"✔ 1: cloned_\d{8}_\d{6}_\d{3}_\d{2}\.wav · \d+\.\d s · RTF \d+\.\d\d · TTFA \d+\.\d\d s · "
-                     r"similarity", text)
+    # Not played (--no-play): no "first audio", which would only repeat the synthesis time.
+    assert re.search(r"✔ 1: cloned_\d{8}_\d{6}_\d{3}_\d{2}\.wav · \d+\.\d s · RTF \d+\.\d\d · similarity", text)
+    assert "first audio" not in text and "TTFA" not in text
     assert "voice prompt ready: LJ001-0004.flac · icl" in text and "transcript “produced the block" in text
     first, second, third = check_pairs(tmp_path / "out", 3)
     assert (first["model"]["mode"], second["model"]["mode"], third["model"]["mode"]) == ("xvector", "icl", "xvector")
@@ -112,3 +113,83 @@ def test_scripted_session_with_the_tiny_model(tmp_path, tiny_checkpoint, voices_
     assert first["reference"]["voice_dna"]["pitch"]["register"] in ("alto", "mezzo", "soprano")
     assert first["model"]["seed"] == 5 and first["timings"]["synthesis_s"] > 0
     assert 0 < first["timings"]["time_to_first_audio_s"] <= first["timings"]["synthesis_s"]
+
+
+# --------------------------------------------------------------------------- issue 12: rough edges
+
+
+def _run_lines(tmp_path, lines, **options):
+    console, buf = make_test_console()
+    options.setdefault("model", str(tmp_path / "no-model"))
+    opts = repl.ReplOptions(out_dir=tmp_path / "out", voices_dir=tmp_path / "voices", play=False, **options)
+    code = repl.run(opts, console=console, input_fn=scripted([*lines, "/quit"]))
+    return code, buf.getvalue()
+
+
+def test_play_refuses_a_fraction(tmp_path, tiny_checkpoint, voices_dir):
+    """Bug (issue 12): `/play 1.5` played output 1 (int() ran before the whole-number check)."""
+    code, text = _run_lines(tmp_path, ["One.", "/play 1.5", "/play 1"], ref=str(voices_dir / "LJ001-0004.flac"),
+                            model=str(tiny_checkpoint))
+    assert code == 0
+    assert "1.5 is not a whole number; usage: /play [N]" in text
+    assert "cannot play cloned_" in text  # /play 1 is accepted (and says playback is off)
+
+
+@pytest.mark.parametrize(("typed", "expected", "unexpected"), [
+    ("/mode", "mode xvector (choices: xvector, icl; /mode NAME to switch)", "unknown mode ''"),  # no argument
+    ("/foo", "unknown command /foo; type /help", "did you mean"),  # no close command
+    ("/mdoe", "did you mean /mode?", None),  # two letters swapped
+    ("/hepl", "did you mean /help?", None),
+])
+def test_mode_alone_and_only_close_suggestions(tmp_path, typed, expected, unexpected):
+    """Bugs (issue 12): `/mode` alone said "unknown mode ''"; `/foo` suggested /info."""
+    _, text = _run_lines(tmp_path, [typed])
+    assert expected in text
+    assert unexpected is None or unexpected not in text
+
+
+def test_help_explains_the_double_slash_and_the_speed_unit(tmp_path):
+    """Issue 12: /help did not say how to speak a line that starts with "/", nor what RTF is."""
+    _, text = _run_lines(tmp_path, ["/help"])
+    assert "start it with // to speak it" in text
+    assert "Speed is RTF: processing time / audio duration (lower is faster" in text
+
+
+def test_missing_weights_are_in_the_banner_before_anything_else(tmp_path, voices_dir):
+    """Bug (issue 12): without weights the app recorded (or loaded) first and said nothing until
+    a line was typed, then repeated a three-line error per line. The banner says it, the
+    reference still gives its Voice DNA, and each line gets one line."""
+    code, text = _run_lines(tmp_path, ["Hello.", "Hello again."], ref=str(voices_dir / "LJ001-0004.flac"))
+    assert code == 0
+    weights = text.index("weights")
+    assert weights < text.index("Voice DNA · LJ001-0004.flac")  # said before the reference is analysed
+    assert "model folder" in text[weights:] and "does not exist" in text[weights:]
+    assert "Voice DNA still works" in text[:text.index("╰")]
+    assert "loading model" not in text
+    first = text.index("speaking needs the model weights:")
+    assert "speaking needs the model weights of" in text[first + 1:]  # the second time: one short line
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_recording_says_clipping_once_and_names_the_recording(tmp_path, voices_dir, monkeypatch):
+    """Bug (issue 12): the clipping warning was printed twice (by the recorder and by the
+    analysis), and recording messages said "<array>"."""
+    import numpy as np
+    import soundfile as sf
+
+    from personalization_engine import audio_device
+    from personalization_engine.repl import commands
+    from personalization_engine.repl.loop import Repl
+
+    speech, sr = sf.read(str(voices_dir / "LJ001-0004.flac"), dtype="float32")
+    takes = iter([np.zeros(sr * 2, dtype=np.float32), np.clip(speech * 40.0, -1.0, 1.0)])
+    monkeypatch.setattr(audio_device, "record", lambda seconds, **kw: (next(takes), sr))  # the microphone
+    console, buf = make_test_console()
+    opts = repl.ReplOptions(out_dir=tmp_path / "out", voices_dir=tmp_path / "voices", play=False, countdown=0,
+                            model=str(tmp_path / "no-model"))
+    app = Repl(opts, console, scripted(["r", "k"]))
+    app.audio.mic = audio_device.AudioDevice(0, "test mic", "test", 1, 0, float(sr))
+    assert commands.record_reference(app, 2.0)
+    text = buf.getvalue()
+    assert "the recording: all silence" in text and "<array>" not in text
+    assert text.count("clipped") == 1 and "the recording: " in text.split("clipped")[0].splitlines()[-1]

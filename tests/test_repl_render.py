@@ -97,3 +97,56 @@ def test_print_analysis_adds_file_facts(profile, voices_dir):
     render.print_analysis(console, "LJ001-0004.flac", clip, prof, emotion_note="off")
     assert "16000 Hz" in buf.getvalue() and "s analysed" in buf.getvalue()
 
+
+
+# --------------------------------------------------------------------------- issue 12
+
+
+@pytest.mark.parametrize("width", [80, 200])
+def test_banner_hint_is_whole_at_any_width(width):
+    """Bug (issue 12): the banner's footer hint was cut off ("/help for comm─╯") at 80 and 200
+    columns (a subtitle longer than the panel)."""
+    console, buf = make_test_console(width=width)
+    console.print(render.render_banner(device="NVIDIA H200 (139 GiB) · bfloat16", model="0.6b", mode="xvector",
+                                       seed=None, out_dir=Path("outputs"), voices_dir=Path("voices"),
+                                       interactive=True))
+    flat = " ".join(line.strip("│ ") for line in buf.getvalue().splitlines())
+    assert "Type a line to speak it · /help for commands · Ctrl-D to quit" in flat
+
+
+def test_banner_says_missing_weights_with_the_command():
+    """Issue 12: missing weights are said in the banner, with the download command."""
+    console, buf = make_test_console(width=100)
+    missing = ("Qwen/Qwen3-TTS-12Hz-0.6B-Base is not in models/. Download it on a machine with internet access:\n"
+               "    huggingface-cli download Qwen/Qwen3-TTS-12Hz-0.6B-Base --local-dir models/Qwen3-TTS-12Hz-0.6B-Base")
+    console.print(render.render_banner(device="cpu", model="0.6b", mode="xvector", seed=None, out_dir=Path("o"),
+                                       voices_dir=Path("v"), interactive=True, model_missing=missing))
+    text = buf.getvalue()
+    assert "weights" in text and "huggingface-cli download Qwen/Qwen3-TTS-12Hz-0.6B-Base" in text
+    assert "Voice DNA still works" in text
+
+
+@pytest.mark.parametrize(("message", "expected"), [
+    # a device error that already says files are written: not said twice, no ".;"
+    ("no output device found; use --no-play; files are still written.",
+     "no output device found; use --no-play; files are still written."),
+    ("PortAudio failed.", "PortAudio failed; outputs are still written."),  # one sentence
+])
+def test_with_hint_never_glues_sentences(message, expected):
+    """Bug (issue 12): "...; files are still written.; outputs are still written." and
+    "...or use --ref FILE / /load PATH.; use /load PATH instead."."""
+    said = render.with_hint(message, "outputs are still written.", unless="still written")
+    assert said == expected and ".;" not in said
+    mic = render.with_hint("no microphone (install portaudio), or use --ref FILE / /load PATH instead of the "
+                           "microphone", "use /load PATH instead.", unless="/load PATH")
+    assert mic.count("/load PATH") == 1
+
+
+def test_analysis_panel_and_json_say_one_speech_duration(voices_dir):
+    """Bug (issue 12): `analyze LJ001-0004.flac` showed 4.9 s of speech in the panel and 4.68 s
+    in its JSON (the loader's trim estimate vs the profile's)."""
+    clip, prof = analyze_voice(voices_dir / "LJ001-0004.flac", emotion=False)
+    console, buf = make_test_console()
+    render.print_analysis(console, "LJ001-0004.flac", clip, prof, emotion_note="off")
+    speech = prof.to_dict()["speech_duration_s"]  # what `analyze --json` writes
+    assert f"{speech:.1f} s speech" in buf.getvalue()
