@@ -119,3 +119,64 @@ def test_clone_command_runs_the_batch(tmp_path, tiny_checkpoint, voices_dir):
     texts = [d["text"] for d in check_pairs(tmp_path / "out", 2)]
     assert sorted(texts) == ["One.", "Two."]
     assert "2 of 2 lines written" in buf.getvalue() and "batch mode" in buf.getvalue()
+
+
+# --------------------------------------------------------------------------- issue 12
+
+
+@pytest.mark.parametrize("bad", ["file", "proc"])
+def test_an_unusable_out_is_refused_before_anything_loads(tmp_path, voices_dir, capsys, bad):
+    """Bug (issue 12): `--out` under a file or under /proc was found only after the model had
+    loaded; the run exited 1 with a stale progress line. Now: exit 2, one line on stderr,
+    before any model, recording or progress."""
+    from personalization_engine import repl
+    from personalization_engine.__main__ import main
+
+    from ._repl_helpers import make_test_console
+
+    (tmp_path / "a-file").write_text("x")
+    out = tmp_path / "a-file" / "out" if bad == "file" else Path("/proc/no-such-dir/out")
+    lines = tmp_path / "lines.txt"
+    lines.write_text("One.\n", encoding="utf-8")
+    console, buf = make_test_console()
+    options = repl.ReplOptions(ref=str(voices_dir / "LJ001-0004.flac"), out_dir=out, play=False,
+                               model=str(tmp_path / "no-model"), text_file=lines)
+    assert repl.run(options, console=console) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --out {out}: ") and err.count("\n") == 1
+    assert buf.getvalue() == ""  # no banner, no progress line
+    assert main(["clone", "--ref", str(voices_dir / "LJ001-0004.flac"), "--text", "One.", "--out", str(out),
+                 "--model", str(tmp_path / "no-model")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --out {out}: ") and err.count("\n") == 1
+
+
+def test_check_out_dir_leaves_nothing_behind(tmp_path):
+    assert cli.check_out_dir(tmp_path / "new" / "out") == tmp_path / "new" / "out"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_clone_without_weights_exits_2_with_the_command_and_writes_nothing(tmp_path, voices_dir, monkeypatch,
+                                                                           capsys):
+    """Issue 12: a `clone` run without weights says so with the download command before the
+    reference is analysed, exits 2, and writes nothing."""
+    from personalization_engine.__main__ import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    code = main(["clone", "--ref", str(voices_dir / "LJ001-0004.flac"), "--text", "One.", "--out",
+                 str(tmp_path / "out"), "--model", "1.7b-design"])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert "huggingface-cli download Qwen/Qwen3-TTS-12Hz-1.7B-VoiceDesign" in captured.err
+    assert "Voice DNA ·" not in captured.out  # refused before the reference was analysed
+    assert not (tmp_path / "out").exists() and not (tmp_path / "hf-cache").exists()
+
+
+def test_analyze_help_says_json_lines():
+    """Issue 12: `analyze --json` with several files prints JSON Lines; --help says so."""
+    from personalization_engine.__main__ import _parser
+
+    sub = next(a for a in _parser()._actions if a.dest == "command")
+    assert "JSON Lines" in sub.choices["analyze"].format_help()
