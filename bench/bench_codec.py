@@ -1,0 +1,105 @@
+"""Codec decoder speed: seconds of compute per second of audio, unchanged vs optimized, side by side.
+
+Builds the full-size 12 Hz codec decoder (the one both 0.6B and 1.7B use) from the hub config
+in ``../shared/qwen3_tts_configs`` with random, variance-preserving weights (as
+``bench/build_full_size.py`` does: no denormals), copies it, applies
+:func:`personalization_engine.tts.codec.optimize_decoder` to the copy, and times both on the same
+random codes in the same process, alternating, best of ``--reps``. Reports wall time with the
+process's threads (the machine's cores) and the CPU time of one thread (less sensitive to other
+processes on a shared machine), the one-shot max abs difference, and the same for a streamed
+decode (``ChunkDecoder``, 4 then 16 frames).
+
+    .venv/bin/python bench/bench_codec.py --seconds 4 --json bench/results/codec.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import sys
+import time
+import types
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+CONFIG = REPO.parent / "shared" / "qwen3_tts_configs" / "Qwen3-TTS-12Hz-0.6B-Base" / "speech_tokenizer" / "config.json"
+
+
+def build_decoder(seed: int = 0) -> Any:
+    """The full-size codec decoder with random variance-preserving weights (float32, CPU)."""
+    import torch
+    from qwen_tts.core.tokenizer_12hz.configuration_qwen3_tts_tokenizer_v2 import (
+        Qwen3TTSTokenizerV2DecoderConfig,
+    )
+    from qwen_tts.core.tokenizer_12hz.modeling_qwen3_tts_tokenizer_v2 import (
+        Qwen3TTSTokenizerV2Decoder,
+    )
+
+    from personalization_engine import _qwen_tiny
+
+    cfg = json.loads(CONFIG.read_text())["decoder_config"]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        dec = Qwen3TTSTokenizerV2Decoder(Qwen3TTSTokenizerV2DecoderConfig(**cfg)).eval()
+        shell = types.SimpleNamespace(decoder=dec, config=types.SimpleNamespace(decoder_config=dec.config))
+        _qwen_tiny.randomize_codebooks(dec)
+        _qwen_tiny.rescale_codec_decoder(shell)
+    return dec
+
+
+def _time(fn: Any, reps: int) -> tuple[float, float, Any]:
+    """Best wall time and best thread CPU time of ``reps`` calls (after one warm-up), last result."""
+    out = fn()
+    wall, cpu = float("inf"), float("inf")
+    for _ in range(reps):
+        w0, c0 = time.perf_counter(), time.thread_time()
+        out = fn()
+        wall, cpu = min(wall, time.perf_counter() - w0), min(cpu, time.thread_time() - c0)
+    return wall, cpu, out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=4.0, help="audio length to decode (s)")
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
+    parser.add_argument("--json", type=Path, help="write the results here")
+    args = parser.parse_args(argv)
+    import torch
+
+    from personalization_engine.tts.codec import optimize_decoder
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    base = build_decoder()
+    fast = copy.deepcopy(base)
+    report = optimize_decoder(fast)
+    frames = round(args.seconds * 12.5)
+    codes = torch.randint(0, 2048, (1, 16, frames), generator=torch.Generator().manual_seed(1))
+    res: dict[str, Any] = {"audio_s": frames / 12.5, "threads": torch.get_num_threads(), "report": report.to_dict(),
+                           "load_before": os.getloadavg()}
+    with torch.inference_mode():
+        for name, dec in (("original", base), ("optimized", fast), ("original_again", base), ("optimized_again", fast)):
+            wall, cpu, wav = _time(lambda d=dec: d(codes), args.reps)
+            res[name] = {"wall_s_per_audio_s": wall / res["audio_s"], "thread_cpu_s_per_audio_s": cpu / res["audio_s"]}
+            res.setdefault("wavs", {})[name.split("_")[0]] = wav
+            print(f"{name:16s} wall {res[name]['wall_s_per_audio_s']:.3f} s/s, "
+                  f"thread cpu {res[name]['thread_cpu_s_per_audio_s']:.3f} s/s", flush=True)
+    wavs = res.pop("wavs")
+    res["max_abs_diff"] = float((wavs["original"] - wavs["optimized"]).abs().max())
+    res["load_after"] = os.getloadavg()
+    print(f"max abs diff {res['max_abs_diff']:.2e}; load {res['load_before']} -> {res['load_after']}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(res, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
