@@ -71,8 +71,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args(argv)
+    import numpy as np
     import torch
 
+    from personalization_engine._qwen_stream import ChunkDecoder
+    from personalization_engine.rates import FRAMES_PER_S, SAMPLES_PER_FRAME
     from personalization_engine.tts.codec import optimize_decoder
 
     if args.threads:
@@ -80,18 +83,39 @@ def main(argv: list[str] | None = None) -> int:
     base = build_decoder()
     fast = copy.deepcopy(base)
     report = optimize_decoder(fast)
-    frames = round(args.seconds * 12.5)
+    frames = round(args.seconds * FRAMES_PER_S)
     codes = torch.randint(0, 2048, (1, 16, frames), generator=torch.Generator().manual_seed(1))
-    res: dict[str, Any] = {"audio_s": frames / 12.5, "threads": torch.get_num_threads(), "report": report.to_dict(),
+    res: dict[str, Any] = {"audio_s": frames / FRAMES_PER_S, "threads": torch.get_num_threads(), "report": report.to_dict(),
                            "load_before": os.getloadavg()}
+    thread_counts = [torch.get_num_threads()] + ([1] if torch.get_num_threads() > 1 else [])
+    wavs: dict[str, Any] = {}
     with torch.inference_mode():
-        for name, dec in (("original", base), ("optimized", fast), ("original_again", base), ("optimized_again", fast)):
-            wall, cpu, wav = _time(lambda d=dec: d(codes), args.reps)
-            res[name] = {"wall_s_per_audio_s": wall / res["audio_s"], "thread_cpu_s_per_audio_s": cpu / res["audio_s"]}
-            res.setdefault("wavs", {})[name.split("_")[0]] = wav
-            print(f"{name:16s} wall {res[name]['wall_s_per_audio_s']:.3f} s/s, "
-                  f"thread cpu {res[name]['thread_cpu_s_per_audio_s']:.3f} s/s", flush=True)
-    wavs = res.pop("wavs")
+        for threads in thread_counts:  # wall time with all threads; CPU time of one thread
+            torch.set_num_threads(threads)
+            for name, dec in (("original", base), ("optimized", fast), ("original", base), ("optimized", fast)):
+                wall, cpu, wav = _time(lambda d=dec: d(codes), args.reps)
+                row = res.setdefault(f"{name}_{threads}t", {"wall_s_per_audio_s": [], "thread_cpu_s_per_audio_s": []})
+                row["wall_s_per_audio_s"].append(round(wall / res["audio_s"], 4))
+                row["thread_cpu_s_per_audio_s"].append(round(cpu / res["audio_s"], 4))
+                wavs[name] = wav
+                print(f"{name:10s} {threads} thread(s): wall {wall / res['audio_s']:.3f} s/s, "
+                      f"thread cpu {cpu / res['audio_s']:.3f} s/s", flush=True)
+        torch.set_num_threads(thread_counts[0])
+        streamed = {}
+        for name, dec in (("original", base), ("optimized", fast)):
+            chunker = ChunkDecoder(dec, SAMPLES_PER_FRAME, 100)
+            sizes, start, parts = [4] + [16] * frames, 0, []
+            w0 = time.perf_counter()
+            for n in sizes:
+                if start >= frames:
+                    break
+                parts.append(chunker.decode(codes[0, :, start:start + n].t()))
+                start += n
+            res[f"stream_{name}_wall_s_per_audio_s"] = round((time.perf_counter() - w0) / res["audio_s"], 4)
+            streamed[name] = np.concatenate(parts)
+            print(f"streamed {name}: wall {res[f'stream_{name}_wall_s_per_audio_s']:.3f} s/s", flush=True)
+        res["stream_max_abs_diff_vs_original_one_shot"] = float(
+            np.abs(streamed["optimized"] - wavs["original"][0, 0].numpy()).max())
     res["max_abs_diff"] = float((wavs["original"] - wavs["optimized"]).abs().max())
     res["load_after"] = os.getloadavg()
     print(f"max abs diff {res['max_abs_diff']:.2e}; load {res['load_before']} -> {res['load_after']}")

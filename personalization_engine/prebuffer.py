@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 from .errors import ProfileError
 from .rates import FRAMES_PER_S
+from .text_segmenter import FRAMES_PER_UNIT, text_units
 
 #: Codec frames per streamed chunk after the first (the adapter's ``CHUNK_FRAMES``: 1.28 s).
 DEFAULT_CHUNK_FRAMES = 16
@@ -85,6 +86,12 @@ class PrebufferPolicy:
     def remaining_generation_s(self, remaining_audio_s: float) -> float:
         """Predicted wall time until the line is fully generated (s)."""
         return max(0.0, float(remaining_audio_s)) / self.audio_per_s
+
+
+def expected_line_s(text: str) -> float:
+    """Predicted audio length of ``text`` (s): the segmenter's expected frames per length unit
+    (English ~14 characters per second), the ``expected_audio_s`` to give ``Player.begin_line``."""
+    return text_units(text) * FRAMES_PER_UNIT / FRAMES_PER_S
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from personalization_engine.errors import ProfileError
-from personalization_engine.prebuffer import PrebufferPolicy
+from personalization_engine.prebuffer import PrebufferPolicy, expected_line_s
 from personalization_engine.rates import FRAMES_PER_S
 
 
@@ -86,3 +86,9 @@ def test_required_buffer_is_enough_and_tight(audio_per_s, remaining_s):
 def test_bad_policy_is_rejected(kwargs, match):
     with pytest.raises(ProfileError, match=match):
         PrebufferPolicy(**kwargs)
+
+
+def test_expected_line_length_follows_the_segmenter():
+    """14 Latin characters are about a second of English speech (0.9 frames per character)."""
+    assert expected_line_s("x" * 140) == pytest.approx(140 * 0.9 / FRAMES_PER_S)
+    assert expected_line_s("") == 0.0
