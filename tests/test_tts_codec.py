@@ -110,3 +110,26 @@ def test_fused_snake_equals_snake_beta(original_decoder):
         want = snake(x)
         assert float((fused(x) - want).abs().max()) < 1e-5
         assert float((fused(x.unsqueeze(2)).squeeze(2) - want).abs().max()) < 1e-5
+
+
+def test_back_half_streams_with_carried_state(optimized_decoder):
+    """BackHalfStream over chunks equals the one-shot back half: every layer is causal, so the
+    carried conv inputs and transposed-conv overlaps replace re-decoded context."""
+    from personalization_engine.tts.codec import BackHalfStream, supports_streaming
+
+    assert supports_streaming(optimized_decoder)
+    hidden = torch.randn(1, optimized_decoder.config.latent_dim, 40, generator=torch.Generator().manual_seed(5))
+    with torch.inference_mode():
+        whole = BackHalfStream(optimized_decoder)(hidden)
+        stream = BackHalfStream(optimized_decoder)
+        parts = [stream(hidden[..., a:b]) for a, b in ((0, 4), (4, 20), (20, 21), (21, 40))]
+    joined = torch.cat(parts, dim=-1)
+    assert joined.shape == whole.shape == (1, 1, 40 * SAMPLES_PER_FRAME)
+    assert float((joined - whole).abs().max()) < 1e-5
+
+
+def test_unoptimized_decoder_does_not_stream_with_state(original_decoder):
+    from personalization_engine.tts.codec import supports_streaming
+
+    assert not supports_streaming(original_decoder)
+    assert ChunkDecoder(original_decoder, SAMPLES_PER_FRAME, 100)._stream is None
