@@ -16,6 +16,17 @@ copies about 12 %.
   channels-last memory, which oneDNN runs without reordering activations between layers
   (measured 1.15-1.2x per conv on this AVX2 CPU), and without the ``contiguous`` copies.
 
+* streaming (:class:`BackHalfStream`, used by ``ChunkDecoder``): every layer of that half is
+  causal, so each chunk carries its convs' last inputs instead of re-decoding 8 frames of
+  context (which cost +50 % on 16-frame chunks, +200 % on the first 4-frame chunk).
+
+Why not 0.25 s of compute per second of audio on this machine: 61 GFLOP per second of audio
+at the best float32 rate measured here for any of these kernels (oneDNN conv, MKL GEMM: 75-88
+GFLOP/s per core, ``bench/bench_codec_kernels.py``) is 0.35-0.41 s/s on two idle cores with
+nothing else; the rewrite removes most of the rest (SnakeBeta passes, copies, slow transposed
+convs). Below that needs fewer FLOPs (not the same decoder) or faster arithmetic (native bf16
+or AMX, not on this CPU; int8 is reported to break Snake activations).
+
 The arithmetic is the same in float32 (differences are float rounding, about 1e-6; tested).
 bf16 would halve the memory traffic but this CPU has no native bf16 (oneDNN reports it
 unsupported; emulated bf16 is slower than float32), so the decoder stays float32 here;
