@@ -41,7 +41,7 @@ def build_decoder(seed: int = 0) -> Any:
         Qwen3TTSTokenizerV2Decoder,
     )
 
-    from personalization_engine import _qwen_tiny
+    from personalization_engine.tts import tiny as _qwen_tiny
 
     cfg = json.loads(CONFIG.read_text())["decoder_config"]
     with torch.random.fork_rng(devices=[]):
@@ -85,9 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
     import torch
 
-    from personalization_engine._qwen_stream import ChunkDecoder
     from personalization_engine.rates import FRAMES_PER_S, SAMPLES_PER_FRAME
     from personalization_engine.tts.codec import optimize_decoder
+    from personalization_engine.tts.stream import ChunkDecoder
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -96,8 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     report = optimize_decoder(fast)
     frames = round(args.seconds * FRAMES_PER_S)
     codes = torch.randint(0, 2048, (1, 16, frames), generator=torch.Generator().manual_seed(1))
-    res: dict[str, Any] = {"audio_s": frames / FRAMES_PER_S, "threads": torch.get_num_threads(), "report": report.to_dict(),
-                           "load_before": os.getloadavg()}
+    res: dict[str, Any] = {"audio_s": frames / FRAMES_PER_S, "threads": torch.get_num_threads(),
+                           "report": report.to_dict(), "load_before": os.getloadavg()}
     thread_counts = [torch.get_num_threads()] + ([1] if torch.get_num_threads() > 1 else [])
     wavs: dict[str, Any] = {}
     with torch.inference_mode():

@@ -51,7 +51,7 @@ def _produce(player: playback.Player, audio: np.ndarray, *, stop_on_underrun: bo
     loaded machine does not accumulate)."""
     t0 = time.monotonic()
     start = 0
-    for i, frames in enumerate(CHUNKS):
+    for frames in CHUNKS:
         end = min(start + frames * SAMPLES_PER_FRAME, len(audio))
         ready_at = t0 + RTF * end / SR
         while time.monotonic() < ready_at:

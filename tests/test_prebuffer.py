@@ -67,7 +67,8 @@ def test_required_buffer_is_enough_and_tight(audio_per_s, remaining_s):
     policy = PrebufferPolicy(frames_per_s=audio_per_s * FRAMES_PER_S, chunk_frames=16, safety=1.0, margin_s=0.0)
     need = policy.required_s(remaining_s)
     assert not _late(need, remaining_s, audio_per_s, policy.chunk_s)
-    whole = abs(remaining_s / policy.chunk_s - round(remaining_s / policy.chunk_s)) < 1e-9 or remaining_s < policy.chunk_s
+    chunks = remaining_s / policy.chunk_s
+    whole = abs(chunks - round(chunks)) < 1e-9 or remaining_s < policy.chunk_s
     if whole:
         assert _late(need - 0.05, remaining_s, audio_per_s, policy.chunk_s)
 

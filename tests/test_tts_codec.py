@@ -13,9 +13,9 @@ import pytest
 torch = pytest.importorskip("torch")
 qwen_tts = pytest.importorskip("qwen_tts")
 
-from personalization_engine._qwen_stream import ChunkDecoder
-from personalization_engine.rates import SAMPLES_PER_FRAME
-from personalization_engine.tts.codec import DecoderReport, FusedSnake, optimize_decoder
+from personalization_engine.rates import SAMPLES_PER_FRAME  # noqa: E402
+from personalization_engine.tts.codec import DecoderReport, FusedSnake, optimize_decoder  # noqa: E402
+from personalization_engine.tts.stream import ChunkDecoder  # noqa: E402
 
 #: Float32 rounding of the rewritten convs (other summation order); measured 1e-6 on the tiny
 #: decoder, 5e-5 on the full-size one (bench/results/codec.json). The issue allows 1e-2.
