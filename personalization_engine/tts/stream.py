@@ -13,7 +13,9 @@ Two pieces, both around the official qwen-tts objects:
 * :class:`ChunkDecoder` decodes chunks of new frames with the 12 Hz decoder split in two: the
   cheap frame-rate half (quantizer, pre-conv, the sliding-window transformer) runs over
   ``left_context_frames`` of earlier frames; the expensive sample-rate half (upsampling convs)
-  over only CONV_CONTEXT_FRAMES of them, which covers its receptive field. Measured on
+  over only CONV_CONTEXT_FRAMES of them, which covers its receptive field (on a decoder
+  rewritten by :func:`.codec.optimize_decoder`, i.e. on CPU, that half instead carries its
+  conv state from chunk to chunk and decodes only the new frames). Measured on
   full-size random weights (``tests/test_streaming.py`` checks the tiny model): joined chunks
   differ from the one-shot decode by 2e-5 at most with 100 frames of context, 3e-3 with 72 (the
   transformer's window), 1.3e-2 with 25 (qwen-tts' own chunked decode); without context they
