@@ -21,10 +21,26 @@ import logging
 import numpy as np
 
 from . import pitch, rates
-from .audio_io import HOP_S, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, MIN_SPEECH_S, SILENCE_FLOOR_DBFS
-from .audio_io import check_samples, resample, speech_mask, speech_segments
+from .audio_io import (
+    HOP_S,
+    MAX_SAMPLE_RATE,
+    MIN_SAMPLE_RATE,
+    MIN_SPEECH_S,
+    SILENCE_FLOOR_DBFS,
+    check_samples,
+    resample,
+    speech_mask,
+    speech_segments,
+)
 from .errors import AudioInputError, FeatureExtractionError
-from .schema import EnergyStats, PitchContour, PitchStats, ProsodyFeatures, RateStats, StressPoint
+from .schema import (
+    EnergyStats,
+    PitchContour,
+    PitchStats,
+    ProsodyFeatures,
+    RateStats,
+    StressPoint,
+)
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -234,7 +250,7 @@ def _frame_rms(samples: np.ndarray, sr: int, *, frame_s: float = RMS_FRAME_S) ->
 
 def _syllable_level(samples: np.ndarray, sr: int) -> np.ndarray:
     """Smoothed level contour (dB) for syllable nuclei and pauses, on the 10 ms grid."""
-    taps = max(3, int(round(NUCLEUS_SMOOTH_S / HOP_S)) | 1)
+    taps = max(3, round(NUCLEUS_SMOOTH_S / HOP_S) | 1)
     kernel = np.hanning(taps + 2)[1:-1]
     power = 10.0 ** (_frame_rms(samples, sr, frame_s=HOP_S) / 10.0)
     smooth = np.convolve(power, kernel / kernel.sum(), mode="same")

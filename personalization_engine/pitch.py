@@ -74,7 +74,7 @@ class PitchTrack:
 
 def n_frames(n_samples: int, sr: int) -> int:
     """Frames of the 10 ms grid for ``n_samples`` at ``sr`` Hz (the last one may be partial)."""
-    return max(1, -(-n_samples // int(round(HOP_S * sr))))
+    return max(1, -(-n_samples // round(HOP_S * sr)))
 
 
 def frame_signal(x: np.ndarray, width: int, hop: int, count: int) -> np.ndarray:
@@ -112,7 +112,7 @@ def track_pitch(
     """
     x = np.asarray(samples, dtype=np.float32)
     x = x - x.mean()
-    hop = int(round(HOP_S * sr))
+    hop = round(HOP_S * sr)
     n = n_frames(len(x), sr)
     half = int(PERIODS_PER_WINDOW * sr / fmin_hz) // 2
     window = _hann(2 * half)
@@ -244,8 +244,8 @@ def _best_path(
 
 def frame_rms_db(samples: np.ndarray, sr: int, *, frame_s: float) -> np.ndarray:
     """RMS level in dBFS of ``frame_s`` rectangular frames centred at ``i * 10 ms``."""
-    frame = max(1, int(round(frame_s * sr)))
-    hop = int(round(HOP_S * sr))
+    frame = max(1, round(frame_s * sr))
+    hop = round(HOP_S * sr)
     n = n_frames(len(samples), sr)
     padded = np.pad(np.asarray(samples, dtype=np.float64), (frame // 2, frame // 2 + hop))
     csum = np.concatenate(([0.0], np.cumsum(padded * padded)))
