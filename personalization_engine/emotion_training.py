@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from .emotion.training.cli import evaluate, main
 from .emotion.training.report import render_report
-from .emotion.training.train import CORPUS_WEIGHTS, cross_validate, sample_weights, train
+from .emotion.training.train import (
+    CORPUS_WEIGHTS,
+    cross_validate,
+    sample_weights,
+    train,
+)
 
 __all__ = ["CORPUS_WEIGHTS", "cross_validate", "evaluate", "main", "render_report", "sample_weights", "train"]

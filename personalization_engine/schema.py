@@ -14,8 +14,9 @@ Units are in the field names (``_hz``, ``_s``, ``_db``).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -229,7 +230,7 @@ class EmotionEstimate:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "EmotionEstimate":
+    def from_dict(cls, d: dict[str, Any]) -> EmotionEstimate:
         return cls(
             label=str(d["label"]),
             probability=float(d["probability"]),

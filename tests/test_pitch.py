@@ -14,7 +14,13 @@ import pytest
 
 from personalization_engine.audio_io import load_audio
 from personalization_engine.feature_extractor import extract_features
-from personalization_engine.pitch import F0_MAX_HZ, F0_MIN_HZ, frame_signal, n_frames, track_pitch
+from personalization_engine.pitch import (
+    F0_MAX_HZ,
+    F0_MIN_HZ,
+    frame_signal,
+    n_frames,
+    track_pitch,
+)
 
 from .conftest import make_glide
 
@@ -29,7 +35,7 @@ SCREAM_GROSS_MAX = 0.01
 def _harmonic_glide(f_start: float, f_end: float, duration_s: float) -> tuple[np.ndarray, object]:
     """A glide with 5 harmonics (1/h amplitudes), like a voice: its sub-harmonic is a strong rival."""
     _, f0_at = make_glide(f_start, f_end, duration_s)
-    t = np.arange(int(round(duration_s * SR))) / SR
+    t = np.arange(round(duration_s * SR)) / SR
     phase = 2 * np.pi * np.cumsum(f0_at(t)) / SR  # type: ignore[operator]
     voice = sum(np.sin(h * phase) / h for h in range(1, 6)) / 2.0
     return voice.astype(np.float32), f0_at

@@ -101,7 +101,7 @@ class EmotionDetector:
 
     # ----------------------------------------------------------------- scikit-learn API
     def fit(self, X: np.ndarray, y: np.ndarray | list[str], *, groups: np.ndarray | None = None,
-            sample_weight: np.ndarray | None = None) -> "EmotionDetector":
+            sample_weight: np.ndarray | None = None) -> EmotionDetector:
         """Fit both members (scaler, linear SVM, calibration) on ``X`` (n, n_features) and ``y``.
 
         ``groups`` (speaker ids) keep each speaker inside one calibration fold, so the
@@ -212,7 +212,7 @@ class EmotionDetector:
 
     # ----------------------------------------------------------------- persistence
     @classmethod
-    def load(cls, path: str | os.PathLike[str] | None = None) -> "EmotionDetector":
+    def load(cls, path: str | os.PathLike[str] | None = None) -> EmotionDetector:
         """Load a model after verifying it against the JSON manifest beside it.
 
         Raises

@@ -10,7 +10,9 @@ training corpus:
   subtracted (a fixed microphone/room response is a constant added to every frame's log
   spectrum, so it cancels); no feature is a clip-level cepstral or log-mel mean;
 - pitch is in semitones relative to the clip's own median F0 and energy in dB relative to the
-  clip's loud frames; no absolute F0, no absolute level, no clip duration.
+  clip's loud frames; no absolute level and no clip duration. Three absolute F0 values (median,
+  20th and 80th percentile, log2 Hz) stay: a microphone or room does not move F0, and a raised
+  voice is the main cue that tells fear, surprise and joy from calm in one clip.
 
 Low-level descriptors (LLDs) follow eGeMAPS / ComParE practice: MFCC 0-19 and deltas, log-mel
 bands, spectral shape (centroid, spread, roll-off, flatness, flux, slope, alpha ratio,
@@ -48,7 +50,7 @@ SPEECH_REL_DB = 35.0
 #: Voiced speech needed to classify emotion at all (s); less is not speech.
 MIN_VOICED_S = 0.15
 #: Bumped whenever a feature's definition changes (keys the training-feature cache).
-FEATURE_VERSION = "ef-4"
+FEATURE_VERSION = "ef-5"
 
 _PCTS = (10, 50, 90)
 _FUNC5 = ("mean", "std", "p10", "p50", "p90")
@@ -63,7 +65,7 @@ _SPECTRAL_LLDS = (
 _VU_LLDS = ("alpha_ratio", "hammarberg", "slope0_500", "slope500_1500", "flux", "mfcc1", "mfcc2",
             "mfcc3", "mfcc4")
 _PITCH_NAMES = (
-    "f0_st_std", "f0_st_p10", "f0_st_p90", "f0_st_range", "f0_st_iqr",
+    "f0_log2_median", "f0_log2_p20", "f0_log2_p80", "f0_st_std", "f0_st_p10", "f0_st_p90", "f0_st_range", "f0_st_iqr",
     "f0_delta_st_abs_mean", "f0_rise_st_per_s", "f0_fall_st_per_s", "f0_slope_st_per_s",
     "voiced_fraction", "hnr_db_mean", "hnr_db_std", "jitter_approx", "shimmer_approx_db",
     "h1_h2_db_mean", "h1_h2_db_std",
@@ -333,7 +335,7 @@ def _std(x: np.ndarray) -> float:
 def _pitch_block(a: _Analysis) -> np.ndarray:
     """Clip-relative pitch statistics, pitch dynamics and voice-quality approximations."""
     fps = SAMPLE_RATE / HOP
-    st, _med = _semitones(a)
+    st, med = _semitones(a)
     voiced = a.voiced
     sv = st[voiced]
     dst = _pitch_deltas(st, voiced)
@@ -345,7 +347,7 @@ def _pitch_block(a: _Analysis) -> np.ndarray:
     dper = np.abs(np.diff(1.0 / np.where(voiced, a.f0, 1.0)))[pairs]
     h1h2 = _harmonic_diff(a, 2)
     return np.array([
-        sv.std(), *np.percentile(sv, [10, 90]),
+        np.log2(med), *(np.log2(med) + np.percentile(sv, [20, 80]) / 12.0), sv.std(), *np.percentile(sv, [10, 90]),
         np.subtract(*np.percentile(sv, [95, 5])), np.subtract(*np.percentile(sv, [75, 25])),
         _mean(np.abs(dst)), _mean(dst[dst > 0]) * fps, _mean(dst[dst < 0]) * fps,
         slope, voiced.sum() / max(int(a.speech.sum()), 1), hnr.mean(), hnr.std(),

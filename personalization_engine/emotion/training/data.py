@@ -122,7 +122,7 @@ def cache_key(clips: list[LabelledClip]) -> str:
 
     h = hashlib.sha256()
     for module in (features, pitch, audio_io):
-        h.update(Path(module.__file__).read_bytes())
+        h.update(Path(str(module.__file__)).read_bytes())
     h.update(b"load_corpus_clip: 16 kHz, validate=False\n")
     for c in clips:
         h.update(f"{c.path.resolve()}|{c.path.stat().st_size}\n".encode())
@@ -187,7 +187,7 @@ def speed_perturb(samples: np.ndarray, factor: float) -> np.ndarray:
 
     if factor == 1.0:
         return samples
-    return resample(samples, int(round(SAMPLE_RATE * factor)), SAMPLE_RATE)
+    return resample(samples, round(SAMPLE_RATE * factor), SAMPLE_RATE)
 
 
 def load_dataset(clips: list[LabelledClip], *, use_cache: bool = True) -> Dataset:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from string import Template
 from typing import Any
@@ -14,7 +15,7 @@ _LIBRI = "LibriSpeech"
 
 
 def _pct(x: float) -> str:
-    return "n/a" if x != x else f"{100.0 * x:.1f}%"
+    return "n/a" if math.isnan(x) else f"{100.0 * x:.1f}%"
 
 
 def _confusion(conf: dict[str, Any], present: list[str]) -> list[str]:
@@ -80,8 +81,6 @@ def render_report(manifest: dict[str, Any]) -> str:
         label_header=" | ".join(EMOTION_LABELS), label_rule="|---" * (len(EMOTION_LABELS) + 1),
         data_rows="\n".join(data_rows), augmentation=data["augmentation"],
         target_rows="\n".join(target_rows), scheme=cv["scheme"],
-        grid_all=", ".join(f"C={k} {_pct(v)}" for k, v in cv["grid"]["all"].items()),
-        grid_compact=", ".join(f"C={k} {_pct(v)}" for k, v in cv["grid"]["compact"].items()),
         C=f"{cv['C']:g}", C_compact=f"{cv['C_compact']:g}",
         cv_rows="\n".join(cv_rows), cv_details=_details("Held-out speakers", cv["per_corpus"]),
         loco_rows="\n".join(loco_rows), loco_details=_details("Held-out corpus", cv["leave_one_corpus_out"]),
