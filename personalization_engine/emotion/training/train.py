@@ -35,9 +35,11 @@ from .data import AUGMENTED_CORPORA, SPEED_FACTORS, Dataset, load_dataset, read_
 _LOGGER = logging.getLogger(__name__)
 
 #: Total weight of each corpus before class balancing (unknown corpora: 1.0). The command words
-#: are phone recordings of one word in a self-chosen emotion: weak labels, kept for device and
-#: room variety, so they count a third.
-CORPUS_WEIGHTS = {"RAVDESS": 1.0, "EmoDB": 1.0, "LibriSpeech": 1.0, "IndianEmoSpeechCommand": 0.33}
+#: are phone recordings of one word in a self-chosen emotion: weak labels (held out as a corpus
+#: they are predicted at chance), kept for device and room variety, so they count a fifth.
+#: LibriSpeech at half weight still gets held-out readers called calm 96 % of the time (plain
+#: SVM, 4 speaker folds), and leaves the acted corpora 2 points more of RAVDESS UAR than at 1.0.
+CORPUS_WEIGHTS = {"RAVDESS": 1.0, "EmoDB": 1.0, "LibriSpeech": 0.5, "IndianEmoSpeechCommand": 0.2}
 #: Inverse regularisation strength of both linear SVMs: the value a speaker-grouped grid over
 #: (0.001, 0.003, 0.01) chose for both members of the previous model (strong regularisation
 #: transfers better to unseen speakers and channels). Not re-searched: each fit costs about 10 s
