@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from .analysis import analyze_voice, emotion_unavailable_reason
 from .cloning import AudioCallback, ChunkCallback, CloneSettings, clone_line
 from .errors import ModelLoadError, PersonalizationError, ProfileError
 from .fingerprint import OutputPair
+from .rates import FRAMES_PER_S
 from .schema import AudioClip, GenerationResult, ReferenceInfo, VoiceProfile
 from .tts import TTSModel, Voice, load_model
 from .tts.device import describe_device, resolve_device
@@ -155,6 +157,9 @@ class CloneSession:
         self._mode = "icl" if self._transcript else "xvector"
         self._outputs: list[OutputPair] = []
         self._warned: set[str] = set()
+        self.frames_per_s: float | None = None
+        """The model's measured speed on this machine: codec frames per second of wall time, from
+        the last line spoken (None before the first); what a player's pre-buffer is sized by."""
         self.model_missing: str | None = None
         """Why the model's weights cannot be loaded (set by :meth:`check_model`), else None."""
         self._said_missing = False
@@ -310,6 +315,7 @@ class CloneSession:
                 self.model = None  # the adapter freed it first: reload it when next needed
         old, self.model, self.model_name = self.model, model, name
         self.model_missing, self._said_missing = None, False
+        self.frames_per_s = None  # another model: its speed is measured again
         if old is not None and old is not model:
             old.close()
         self._rebuild()
@@ -410,6 +416,8 @@ class CloneSession:
         pair, result = clone_line(model, voice, text, self.clone_settings(), on_chunk=on_chunk, on_audio=on_audio,
                                   stream=stream)
         self._outputs.append(pair)
+        if result.real_time_factor > 0 and math.isfinite(result.real_time_factor):
+            self.frames_per_s = FRAMES_PER_S / result.real_time_factor
         return SpokenLine(len(self._outputs), pair, result)
 
     def prepare(self) -> None:

@@ -150,3 +150,25 @@ def test_analysis_panel_and_json_say_one_speech_duration(voices_dir):
     render.print_analysis(console, "LJ001-0004.flac", clip, prof, emotion_note="off")
     speech = prof.to_dict()["speech_duration_s"]  # what `analyze --json` writes
     assert f"{speech:.1f} s speech" in buf.getvalue()
+
+
+def test_result_line_shows_first_audio_and_underruns_only_when_played(tmp_path, tiny_checkpoint, voices_dir):
+    """Bug (issue 12): with nothing playing, "TTFA" equalled the whole synthesis time and read as
+    a stall. First audio (and the pre-buffer's underrun count) appear only for played lines;
+    speed is RTF, as everywhere."""
+    from personalization_engine.rates import FRAMES_PER_S
+    from personalization_engine.session import CloneSession, SessionConfig
+
+    session = CloneSession(SessionConfig(model=str(tiny_checkpoint), out_dir=tmp_path / "out", seed=1))
+    session.load_reference(voices_dir / "LJ001-0004.flac")
+    assert session.frames_per_s is None
+    spoken = session.speak("One short line.", stream=True)
+    session.close()
+    rtf = spoken.result.real_time_factor
+    assert session.frames_per_s == pytest.approx(FRAMES_PER_S / rtf)  # what the pre-buffer is sized by
+    quiet = render.render_result(spoken.n, spoken.pair, spoken.result).plain
+    assert f"RTF {rtf:.2f}" in quiet and "first audio" not in quiet and "underrun" not in quiet
+    heard = render.render_result(spoken.n, spoken.pair, spoken.result, playing=True, underruns=0).plain
+    assert f"first audio {spoken.result.time_to_first_audio_s:.2f} s · 0 underruns" in heard and "♪" in heard
+    one = render.render_result(spoken.n, spoken.pair, spoken.result, playing=True, underruns=1).plain
+    assert "· 1 underrun ·" in one

@@ -14,6 +14,7 @@ from rich.text import Text
 
 from .. import audio_device, playback
 from ..errors import DeviceError
+from ..prebuffer import expected_line_s
 from ..schema import GenerationResult
 from .render import render_meter, with_hint
 
@@ -97,6 +98,21 @@ class AudioView:
         """A streamed line ended early: let what was queued play out."""
         if self.player is not None:
             self.player.finish()
+
+    def begin_line(self, text: str, frames_per_s: float | None) -> None:
+        """A streamed line starts: hold it back until enough is queued to play without gaps
+        (``frames_per_s``: the model's measured speed; None before the first line)."""
+        player = self.player
+        if player is None or player.error is not None:
+            return
+        player.begin_line(expected_line_s(text), frames_per_s)
+
+    def underruns(self) -> int | None:
+        """Underruns of the line begun last (None when nothing plays)."""
+        player = self.player
+        if player is None or player.error is not None:
+            return None
+        return player.line_stats.underruns
 
     def feed(self, chunk: GenerationResult) -> None:
         """Queue one chunk for playback as it arrives, then the pause that follows it.

@@ -94,15 +94,19 @@ def speak(console: Console, session: CloneSession, text: str, audio: AudioView) 
         def on_audio(result: GenerationResult) -> None:
             progress.update(task, description="analysing and writing…")
 
+        streamed = audio.player is not None
+        if streamed:
+            audio.begin_line(text, session.frames_per_s)
         try:
-            spoken = session.speak(text, on_chunk=on_chunk, on_audio=on_audio, stream=audio.player is not None)
+            spoken = session.speak(text, on_chunk=on_chunk, on_audio=on_audio, stream=streamed)
         except KeyboardInterrupt:
             audio.stop()  # cancelled: the half-made line stops sounding too
             raise
         except BaseException:
             audio.finish()
             raise
-    console.print(render_result(spoken.n, spoken.pair, spoken.result, playing=audio.playing))
+    console.print(render_result(spoken.n, spoken.pair, spoken.result, playing=audio.playing,
+                                underruns=audio.underruns()))
     return spoken
 
 
@@ -144,6 +148,8 @@ def run_batch(console: Console, session: CloneSession, lines: Sequence[str],
                 current.label = f"line {step.index}: {short(step.text, 30)}"
                 current.segments = max(1, len(split_text(step.text)))
                 progress.update(task, description=current.label)
+                if playing and audio is not None:
+                    audio.begin_line(step.text, session.frames_per_s)
             elif done.error is not None:
                 if audio is not None:
                     audio.finish()
@@ -151,7 +157,9 @@ def run_batch(console: Console, session: CloneSession, lines: Sequence[str],
                 progress.advance(task)
             else:
                 if done.pair is not None and done.result is not None and done.n is not None:
-                    progress.console.print(render_result(done.n, done.pair, done.result))
+                    underruns = audio.underruns() if playing and audio is not None else None
+                    progress.console.print(render_result(done.n, done.pair, done.result, playing=playing,
+                                                         underruns=underruns))
                 progress.advance(task)
 
         def on_chunk(chunk: GenerationResult, p: SynthesisProgress) -> None:
