@@ -136,6 +136,32 @@ def test_pty_session_survives_everything_and_writes_twopairs(tmp_path, tiny_chec
     assert [d["text"] for d in data] == ["Hi.", "Bye now."]
 
 
+def test_pty_lines_typed_while_speaking_are_queued_and_stop_drops_them(tmp_path, tiny_checkpoint, voices_dir):
+    """Bug (issue 12): lines typed while a line was being made printed over the spinner. They
+    are read without echo and queued ("2 lines queued"), run in order after the line, and a
+    queued /stop drops the lines queued after it."""
+    t = Term(["--model", str(tiny_checkpoint), "--ref", str(voices_dir / "LJ001-0004.flac"), "--no-play",
+              "--seed", "1"], cwd=tmp_path)
+    t.expect("voice prompt ready")
+    t.prompt()
+    t.type("This line is long enough to take a while, so that two more lines are typed while it is made. "
+           "It goes on for a second sentence too.")
+    t.expect("synthesizing")
+    t.type("/stop")
+    t.type("Never spoken.")
+    t.expect("2 lines queued")
+    t.expect("✔ 1: cloned_")
+    t.expect("/stop")  # the queued line, shown at the prompt as it runs
+    t.expect("■ stopped · 1 queued line dropped")
+    t.prompt()
+    t.type("/quit")
+    t.expect("(1 pair written this session)")
+    assert t.finish() == 0
+    screen = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", t.log.getvalue())
+    assert "Never spoken." not in screen.split("2 lines queued")[0].split("synthesizing")[-1]  # not echoed
+    check_pairs(tmp_path / "outputs", 1)
+
+
 def test_pty_saved_voice_is_the_same_voice_in_a_new_session(tmp_path, tiny_checkpoint, voices_dir):
     """/voice save in one session, /voice use in the next: same prompt, so the same audio."""
     a = Term(["--model", str(tiny_checkpoint), "--ref", str(voices_dir / "LJ001-0004.flac"), "--no-play",
@@ -321,10 +347,10 @@ def test_pty_record_stream_and_stop_through_a_null_sink(tmp_path, tiny_checkpoin
         t.expect("cancelled: back to the prompt")
         t.prompt()
         t.type("This sentence is long enough for six seconds.")
-        t.expect("× real-time")  # the progress display
+        t.expect("RTF")  # the progress display
         t.expect("✔ 1:")
         t_result = time.monotonic()
-        t.expect("TTFA")
+        t.expect("first audio")
         t.expect("♪")
         t.prompt()
         t_prompt = time.monotonic()

@@ -34,7 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "/model": ("NAME|DIR", "switch model: 0.6b, 1.7b or a local folder"),
     "/lang": ("CODE", "language of the lines (auto, en, zh, de, fr, ...)"),
     "/play": ("[N]", "replay output N of this session (default: the last)"),
-    "/stop": ("", "stop playback"),
+    "/stop": ("", "stop playback and drop the lines typed while a line was being made (queued)"),
     "/voice save": ("NAME [--force]", "save the current voice to the library (voices/NAME/)"),
     "/voice use": ("NAME", "switch to a saved voice"),
     "/voices": ("", "list the saved voices"),
@@ -63,10 +63,10 @@ def handle(app: Repl, line: str) -> bool:
     if not text:
         return True
     if text.startswith("//"):  # a line that starts with "/" is spoken as "//..."
-        view.speak(app.console, app.session, text[1:], app.audio)
+        view.speak(app.console, app.session, text[1:], app.audio, app.typeahead)
         return True
     if not text.startswith("/"):
-        view.speak(app.console, app.session, text, app.audio)
+        view.speak(app.console, app.session, text, app.audio, app.typeahead)
         return True
     name, _, rest = text.partition(" ")
     name, rest = name.lower(), rest.strip()
@@ -223,7 +223,9 @@ def cmd_play(app: Repl, args: str) -> None:
 
 def cmd_stop(app: Repl, args: str) -> None:
     app.audio.stop()
-    app.console.print("■ stopped")
+    dropped = app.typeahead.clear()
+    also = f" · {dropped} queued {'line' if dropped == 1 else 'lines'} dropped" if dropped else ""
+    app.console.print(f"■ stopped{also}")
 
 
 def cmd_devices(app: Repl, args: str) -> None:

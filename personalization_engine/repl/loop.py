@@ -27,6 +27,7 @@ from ..session import CloneSession
 from . import commands, view
 from .audio import AudioView
 from .render import make_console, render_banner, render_devices, short
+from .typeahead import TypeAhead
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -44,6 +45,8 @@ class Repl:
         self.interactive = interactive
         self.session = CloneSession(options.session_config(), events=view.ConsoleEvents(console))
         self.audio = AudioView(console)
+        # Lines typed while a line is made are queued, not echoed over the progress bar.
+        self.typeahead = TypeAhead(enabled=interactive and input_fn is None and console.is_terminal)
 
     def banner(self) -> None:
         """The start panel, after checking (without downloading) that the model's weights can be had."""
@@ -77,6 +80,12 @@ class Repl:
     def loop(self) -> None:
         while True:
             self.audio.report_player_error()
+            queued = self.typeahead.pop()
+            if queued is not None:  # typed while the last line was made: shown as if typed now
+                self.console.print(self._prompt() + escape(queued))
+                if self.guard(commands.handle, self, queued) is False:
+                    return
+                continue
             try:
                 line = self.input_fn(self._prompt())
             except EOFError:
@@ -96,7 +105,9 @@ class Repl:
         try:
             return step(*args)
         except KeyboardInterrupt:
-            self.console.print("[yellow]cancelled: back to the prompt (nothing was written).[/]")
+            dropped = self.typeahead.clear()
+            also = f"; {dropped} queued {'line' if dropped == 1 else 'lines'} dropped" if dropped else ""
+            self.console.print(f"[yellow]cancelled: back to the prompt (nothing was written{also}).[/]")
         except PersonalizationError as exc:
             self.console.print(f"[red]✖ {escape(str(exc))}[/]")
         except Exception as exc:  # a bug: one line, the traceback with --debug

@@ -21,6 +21,7 @@ from rich.progress import (
     MofNCompleteColumn,
     Progress,
     SpinnerColumn,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -34,6 +35,7 @@ from ..session import CloneSession, Reference, SessionEvents, SpokenLine
 from ..text_segmenter import split_text
 from .audio import AudioView
 from .render import render_batch_summary, render_profile, render_result, short
+from .typeahead import TypeAhead, queued_text
 
 if TYPE_CHECKING:
     from ..tts import TTSModel
@@ -74,18 +76,38 @@ class ConsoleEvents(SessionEvents):
         self.console.print(f"[green]✔[/] voice prompt ready: {escape(name)} · {mode} · {seconds:.1f} s")
 
 
-def speak(console: Console, session: CloneSession, text: str, audio: AudioView) -> SpokenLine:
+def speak(console: Console, session: CloneSession, text: str, audio: AudioView,
+          typeahead: TypeAhead | None = None) -> SpokenLine:
     """Speak one typed line with a progress bar, playing its chunks as they come; print its result.
 
     Streamed when playing (time to first audio is what the user hears); the pair written is the
-    whole utterance either way. Ctrl-C stops the sound too, and propagates.
+    whole utterance either way. Ctrl-C stops the sound too, and propagates. Lines typed
+    meanwhile go to ``typeahead`` (not echoed over the progress bar), counted on the bar.
     """
-    session.prepare()  # its spinners first: one live display at a time
+    ahead = typeahead if typeahead is not None else TypeAhead(enabled=False)  # (an empty queue is falsy)
+    shown: list[tuple[Progress, TaskID]] = []
+
+    def on_queued(count: int) -> None:
+        for progress, task in shown:
+            progress.update(task, queued=queued_text(count))
+
+    with ahead.capturing(on_queued):
+        session.prepare()  # its spinners first: one live display at a time
+        spoken = _speak_with_progress(console, session, text, audio, shown, queued_text(len(ahead)))
+    console.print(render_result(spoken.n, spoken.pair, spoken.result, playing=audio.playing,
+                                underruns=audio.underruns()))
+    return spoken
+
+
+def _speak_with_progress(console: Console, session: CloneSession, text: str, audio: AudioView,
+                         shown: list[tuple[Progress, TaskID]], queued: str) -> SpokenLine:
     segments = len(split_text(text.strip())) if text.strip() else 1
-    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(bar_width=20), TimeElapsedColumn())
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(bar_width=20), TimeElapsedColumn(),
+               TextColumn("{task.fields[queued]}", style="yellow"))
     with Progress(*columns, console=console, transient=True) as progress:
         what = "synthesizing…" if segments == 1 else f"synthesizing {segments} segments…"
-        task = progress.add_task(what, total=segments if segments > 1 else None)
+        task = progress.add_task(what, total=segments if segments > 1 else None, queued=queued)
+        shown.append((progress, task))
 
         def on_chunk(chunk: GenerationResult, p: SynthesisProgress) -> None:
             audio.feed(chunk)  # play each chunk as it arrives
@@ -98,16 +120,15 @@ def speak(console: Console, session: CloneSession, text: str, audio: AudioView) 
         if streamed:
             audio.begin_line(text, session.frames_per_s)
         try:
-            spoken = session.speak(text, on_chunk=on_chunk, on_audio=on_audio, stream=streamed)
+            return session.speak(text, on_chunk=on_chunk, on_audio=on_audio, stream=streamed)
         except KeyboardInterrupt:
             audio.stop()  # cancelled: the half-made line stops sounding too
             raise
         except BaseException:
             audio.finish()
             raise
-    console.print(render_result(spoken.n, spoken.pair, spoken.result, playing=audio.playing,
-                                underruns=audio.underruns()))
-    return spoken
+        finally:
+            shown.clear()
 
 
 @dataclass
