@@ -172,3 +172,16 @@ def test_result_line_shows_first_audio_and_underruns_only_when_played(tmp_path, 
     assert f"first audio {spoken.result.time_to_first_audio_s:.2f} s · 0 underruns" in heard and "♪" in heard
     one = render.render_result(spoken.n, spoken.pair, spoken.result, playing=True, underruns=1).plain
     assert "· 1 underrun ·" in one
+
+
+def test_progress_speaks_rtf_and_first_audio_only_when_streamed():
+    """Bug (issue 12): the spinner said "3.26x real-time" while the result line said "RTF 0.31";
+    and first audio was shown for lines not streamed. One unit (RTF), first audio only streamed."""
+    from personalization_engine.cloning import SynthesisProgress
+    from personalization_engine.repl.view import progress_text
+
+    whole = progress_text(SynthesisProgress(frames=50, audio_s=4.0, elapsed_s=1.24, time_to_first_audio_s=1.24))
+    assert whole == "50 frames · 4.0 s audio · RTF 0.31" and "real-time" not in whole
+    streamed = progress_text(SynthesisProgress(frames=4, audio_s=0.32, elapsed_s=0.4, time_to_first_audio_s=0.4,
+                                               streamed=True))
+    assert streamed == "4 frames · 0.3 s audio · RTF 1.25 · first audio 0.40 s"
