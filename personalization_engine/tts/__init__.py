@@ -1,0 +1,1 @@
+"""The Qwen3-TTS model package (placeholder until the tts package lands on main)."""
