@@ -38,7 +38,7 @@ FULL_0_6B = Path(os.environ.get("QWEN3_TTS_FULL_0_6B", "/work/cache/full-0.6b"))
 
 
 def _load_qwen(folder: Path) -> Any:
-    from personalization_engine.qwen_adapter import import_qwen_tts
+    from personalization_engine.tts.runtime import import_qwen_tts
 
     qwen = import_qwen_tts().Qwen3TTSModel.from_pretrained(str(folder), dtype=torch.float32)
     qwen.model.eval()
@@ -89,7 +89,7 @@ def design_inputs(qwen: Any, *, language: str = "auto", non_streaming: bool = Tr
 
 def qwen_codes(qwen: Any, inputs: dict[str, Any], frames: int, *, seed: int | None = None, **sampling_kw: Any) -> Any:
     """qwen-tts ``generate``: ``frames`` frames (end of speech held off, as ``fixed_min_frames``)."""
-    from personalization_engine.qwen_adapter import fixed_min_frames, seeded
+    from personalization_engine.tts.runtime import fixed_min_frames, seeded
 
     kwargs = qwen._merge_generate_kwargs(max_new_tokens=frames + 1, **sampling_kw)
     with torch.inference_mode(), fixed_min_frames(qwen.model.talker, frames), seeded(seed, 0, "cpu"):

@@ -10,7 +10,9 @@ qwen-tts 0.1.1 ``Qwen3TTSForConditionalGeneration.generate`` does through transf
   predictor's 16 slots (2 prefill positions + 14 steps), reused for every frame;
 * the functional forward of :mod:`.layers` (linear layers still called as modules);
 * the sampling chain of :mod:`.sampling` with static shapes (masks instead of token lists);
-* one host synchronisation per frame: the end-of-speech check on code 0.
+* one host synchronisation per frame: the end-of-speech check on code 0 of the next frame,
+  done before the frame is yielded, so every frame comes out knowing whether it is the last
+  (``DecodeStats.ended``): streaming needs no look-ahead and no worker thread.
 
 Frames come out of :func:`decode_frames` as they are produced (a generator), which is what
 streaming consumes directly. The order of the loop, and so of the random draws (one for each
@@ -29,8 +31,9 @@ token whose frame is never made).
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
@@ -59,7 +62,9 @@ class DecodeStats:
     """Code predictor: all 15-code runs, summed."""
     talker_steps: int = 0
     ended: str = ""
-    """"eos" (end of speech), "budget" (frame budget reached) or "" while running / closed early."""
+    """"eos" (end of speech) or "budget" (frame budget reached), set *before* the last frame is
+    yielded (a consumer that reads it after each frame knows the frame was the last one); ""
+    while more frames follow or when the consumer closed the generator early."""
     step_times_s: list[float] = field(default_factory=list)
 
 
@@ -86,7 +91,7 @@ class Decoder:
     call, so two generators may run interleaved. Build it once per model (it is cheap).
     """
 
-    def __init__(self, model: Any, *, max_positions: int = 4096) -> None:
+    def __init__(self, model: Any, *, max_positions: int = 1024) -> None:
         talker = model.talker
         tcfg = model.config.talker_config
         self.model = model
@@ -97,13 +102,11 @@ class Decoder:
         self.vocab = int(tcfg.vocab_size)
         self.dtype = talker.get_input_embeddings().weight.dtype
         self.device = talker.get_input_embeddings().weight.device
-        self.max_positions = int(max_positions)
+        self.max_positions = int(max_positions)  # rotary table length; grows on demand
+        self.limit = int(tcfg.max_position_embeddings)
         self.talker_stack = layers.Stack.from_model(talker.model, tcfg, self.max_positions, self.dtype)
         self.predictor_stack = layers.Stack.from_model(self.predictor.model, self.predictor.config,
                                                        self.groups, self.dtype)
-        self.codec_embed = talker.get_input_embeddings()
-        self.sub_embeds = list(self.predictor.get_input_embeddings())
-        self.sub_heads = list(self.predictor.lm_head)
         vocab = torch.arange(self.vocab, device=self.device)
         suppress = (vocab >= self.vocab - CONTROL_TOKENS) & (vocab != self.eos_id)
         self.suppress = suppress.unsqueeze(0)
@@ -122,6 +125,9 @@ class Decoder:
                stats: DecodeStats | None = None) -> Iterator[torch.Tensor]:
         """Yield up to ``max_frames`` frames, each a LongTensor (groups,), until end of speech.
 
+        A frame is yielded once the talker has also drawn the token after it, so whether it was
+        the last one is known: ``stats.ended`` is set before the last frame is yielded.
+
         ``min_new_tokens``: end of speech is impossible for that many talker tokens (qwen-tts:
         2; ``n + 1`` forces at least ``n + 1`` frames within the budget). ``seed``: reproducible
         draws from a private generator (None: torch's global RNG, as qwen-tts without a seed).
@@ -129,9 +135,13 @@ class Decoder:
         if max_frames < 1:
             return
         needed = prompt.length + max_frames
-        if needed > self.max_positions:
+        if needed > self.limit:
             raise ValueError(f"prompt ({prompt.length}) + frame budget ({max_frames}) = {needed} positions; "
-                             f"the decoder holds at most {self.max_positions}")
+                             f"the talker has {self.limit}")
+        if needed > self.max_positions:
+            self.max_positions = min(self.limit, max(needed, 2 * self.max_positions))
+            self.talker_stack = layers.Stack.from_model(self.talker.model, self.model.config.talker_config,
+                                                        self.max_positions, self.dtype)
         stats = stats if stats is not None else DecodeStats()
         stats.prompt_len = prompt.length
         gen = None
@@ -151,29 +161,33 @@ class Decoder:
             state = self._prefill(prompt, config, max_frames, min_new_tokens, gen)
         stats.prefill_s = time.perf_counter() - t0
         for step in range(max_frames):
-            t1 = time.perf_counter()
-            if int(state.token) == self.eos_id:  # the one host synchronisation per frame
+            if step == 0 and int(state.token) == self.eos_id:  # end of speech before any frame
                 stats.ended = "eos"
                 return
+            t1 = time.perf_counter()
             with torch.inference_mode():
                 codes, frame_embed = self._predict(state.past, state.token, config, state.sub_cache, gen)
             t2 = time.perf_counter()
             stats.predictor_s += t2 - t1
             stats.frames += 1
-            yield codes
             if step == max_frames - 1:
-                break
-            t3 = time.perf_counter()
+                stats.ended = "budget"
+                yield codes
+                return
             with torch.inference_mode():
                 self._talker_step(state, frame_embed, step, config, gen)
-            t4 = time.perf_counter()
-            stats.talker_s += t4 - t3
+            t3 = time.perf_counter()
+            stats.talker_s += t3 - t2
             stats.talker_steps += 1
-            stats.step_times_s.append((t2 - t1) + (t4 - t3))
-        stats.ended = "budget"
+            stats.step_times_s.append(t3 - t1)
+            if int(state.token) == self.eos_id:  # the one host synchronisation per frame
+                stats.ended = "eos"
+            yield codes
+            if stats.ended:
+                return
 
     def _prefill(self, prompt: TalkerPrompt, config: SamplingConfig, max_frames: int, min_new_tokens: int,
-                 gen: torch.Generator | None) -> "_State":
+                 gen: torch.Generator | None) -> _State:
         """Allocate the caches, run the talker over the prompt, draw the first token."""
         dev, n = self.device, prompt.length
         capacity = n + max_frames
@@ -183,13 +197,14 @@ class Decoder:
             trailing=self._trailing_table(prompt, max_frames), min_tokens=torch.tensor(int(min_new_tokens), device=dev),
             position=torch.tensor([n], device=dev), prompt_len=n,
         )
-        hidden = layers.forward(self.talker_stack, prompt.embeds.to(self.dtype), state.cache, torch.arange(n, device=dev))
+        embeds = prompt.embeds.to(self.dtype)
+        hidden = layers.forward(self.talker_stack, embeds, state.cache, torch.arange(n, device=dev))
         state.past = hidden[:, -1:]
         state.token = self._talker_token(state.past, config, state.seen, torch.tensor(0, device=dev),
                                          state.min_tokens, gen)
         return state
 
-    def _talker_step(self, state: "_State", frame_embed: torch.Tensor, step: int, config: SamplingConfig,
+    def _talker_step(self, state: _State, frame_embed: torch.Tensor, step: int, config: SamplingConfig,
                      gen: torch.Generator | None) -> None:
         """Feed the frame just made (+ its text) to the talker; draw the next token."""
         state.seen.scatter_(1, state.token, True)
@@ -223,16 +238,17 @@ class Decoder:
         its 16 code embeddings (the talker's next input, before the text)."""
         stack = self.predictor_stack
         project = self.predictor.small_to_mtp_projection
-        first = self.codec_embed(token)
+        first = self.talker.get_input_embeddings()(token)
         x = project(torch.cat((past, first), dim=1))
         hidden = layers.forward(stack, x, cache, self._sub_prefill)
+        heads, tables = self.predictor.lm_head, self.predictor.get_input_embeddings()  # live: quant swaps heads
         codes = [token]
         embeds = [first]
         for i in range(self.groups - 1):
-            scores = self.sub_heads[i](hidden[:, -1]).float()
+            scores = heads[i](hidden[:, -1]).float()
             code = sampling.sample_token(scores, config.subtalker, gen)
             codes.append(code)
-            embed = self.sub_embeds[i](code)
+            embed = tables[i](code)
             embeds.append(embed)
             if i == self.groups - 2:
                 break

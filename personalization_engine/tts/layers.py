@@ -36,7 +36,7 @@ class KVCache:
 
     @classmethod
     def allocate(cls, layers: int, kv_heads: int, capacity: int, head_dim: int, *, dtype: torch.dtype,
-                 device: torch.device) -> "KVCache":
+                 device: torch.device) -> KVCache:
         # Zeros, not empty: masked slots still enter softmax(..) @ V as 0 x value, and 0 x NaN = NaN.
         shape = (1, kv_heads, capacity, head_dim)
         return cls([torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)],
@@ -64,7 +64,7 @@ class Stack:
     """(capacity, head_dim) rotary sines with the first half negated (see :func:`_rope`)."""
 
     @classmethod
-    def from_model(cls, model: Any, config: Any, capacity: int, dtype: torch.dtype) -> "Stack":
+    def from_model(cls, model: Any, config: Any, capacity: int, dtype: torch.dtype) -> Stack:
         """``model``: ``Qwen3TTSTalkerModel`` or ``Qwen3TTSTalkerCodePredictorModel``."""
         attn = model.layers[0].self_attn
         cos, sin = rope_table(model.rotary_emb, capacity, dtype)

@@ -1,10 +1,12 @@
 """The resident Qwen3-TTS model: :func:`load_model` and :class:`TTSModel`.
 
 Per segment (see :meth:`TTSModel.generate`): text -> segments (``text_segmenter``) -> talker +
-code predictor make codec frames (qwen-tts ``generate`` in ``_segment_codes``, capped by a
-budget from the text length) -> the causal 12 Hz decoder makes audio (``_decode``; in ICL mode
-with the last 25 reference frames as left context) -> speaker similarity of the output to the
-voice. Streaming runs the same call in a worker thread and decodes chunks (``tts.stream``).
+code predictor make codec frames (our decode loop, ``tts.engine``, in ``_segment_frames``,
+capped by a budget from the text length) -> the causal 12 Hz decoder makes audio (``_decode``;
+in ICL mode with the last 25 reference frames as left context) -> speaker similarity of the
+output to the voice. Streaming consumes the same frame generator chunk by chunk and decodes each
+chunk as it fills (``tts.stream``); no worker thread. qwen-tts' own ``generate`` is no longer
+called here (``bench/bench_synthesis.py`` calls it directly as the "plain" baseline).
 Heavy packages (torch, qwen_tts) are imported on first use.
 """
 
@@ -14,7 +16,6 @@ import contextlib
 import functools
 import logging
 import os
-import threading
 import time
 import weakref
 from datetime import datetime, timezone
@@ -44,11 +45,9 @@ from .options import GenerateOptions, Plan, check_instruct, make_plan
 from .results import join_results, segment_result
 from .runtime import (
     cosine,
-    fixed_min_frames,
     free_memory,
     peak_memory_gb,
     reset_peak_memory,
-    seeded,
     torch_module,
 )
 from .stream import stream_chunks
@@ -150,8 +149,7 @@ class TTSModel:
         self.warnings: list[str] = list(warnings or [])
         self._prompts: weakref.WeakKeyDictionary[Voice, VoicePrompt] = weakref.WeakKeyDictionary()
         self._key: tuple[str, ...] | None = None
-        # One talker generation at a time (a streaming worker thread and a caller may overlap).
-        self._generate_lock = threading.Lock()
+        self._decoder: Any = None  # tts.engine.Decoder, built on first use
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"{self.device}, {self.dtype}"
@@ -168,6 +166,7 @@ class TTSModel:
             return
         self._prompts = weakref.WeakKeyDictionary()
         self._qwen = None
+        self._decoder = None
         if _resident is self:
             _resident = None
         free_memory()
@@ -358,19 +357,22 @@ class TTSModel:
 
     def _stream_segment(self, plan: Plan, idx: int, inputs: dict[str, Any], budget: int, context: Any,
                         voice: Voice | None, start: float) -> Iterator[GenerationResult]:
-        """One segment as chunks: qwen-tts generate in a worker thread, each chunk decoded on arrival."""
+        """One segment as chunks: the decode loop's frames, each chunk decoded as soon as it is full."""
         assert plan.stream is not None
-        run = functools.partial(self._segment_codes, inputs, plan, budget, idx)
+        from .engine import DecodeStats
+
+        stats = DecodeStats()
         audios: list[np.ndarray] = []
         frame_start = 0
         t0 = time.perf_counter()
-        with contextlib.closing(stream_chunks(self._qwen.model, run, plan.stream, budget=budget, context=context,
+        frames = self._segment_frames(inputs, plan, budget, idx, stats)
+        with contextlib.closing(stream_chunks(self._qwen.model, frames, stats, plan.stream, context=context,
                                               samples_per_frame=self.samples_per_frame)) as chunks:
-            for chunk_idx, (frames, audio, last) in enumerate(chunks):
+            for chunk_idx, (n, audio, last) in enumerate(chunks):
                 audios.append(audio)
                 sim = self._output_similarity(np.concatenate(audios), voice) if last else None
-                yield self._result(plan, idx, audio, frames, t0, start, budget, sim, chunk=(chunk_idx, last, frame_start))
-                frame_start += frames
+                yield self._result(plan, idx, audio, n, t0, start, budget, sim, chunk=(chunk_idx, last, frame_start))
+                frame_start += n
                 t0 = time.perf_counter()
 
     def _result(self, plan: Plan, idx: int, audio: np.ndarray, frames: int, t0: float, start: float, budget: int,
@@ -379,19 +381,43 @@ class TTSModel:
         return segment_result(plan, idx, audio, frames, t0, start, budget, sim, chunk,
                               sample_rate=self.sample_rate, peak_memory_gb=functools.partial(peak_memory_gb, self.device))
 
-    def _segment_codes(self, inputs: dict[str, Any], plan: Plan, budget: int, idx: int) -> Any:
-        """Run the talker + code predictor (qwen-tts ``generate``): codes shaped (frames, 16)."""
-        torch, q = torch_module(), self._qwen
-        kwargs = q._merge_generate_kwargs(**plan.sampling, max_new_tokens=budget + 1)  # n tokens -> n-1 frames
+    def _segment_frames(self, inputs: dict[str, Any], plan: Plan, budget: int, idx: int, stats: Any = None) -> Iterator[Any]:
+        """The segment's codec frames, each a LongTensor (16,), as our decode loop makes them.
+
+        Sampling as qwen-tts ``generate`` with the same keywords (checkpoint defaults merged in);
+        segment ``idx`` of a seeded call uses seed + idx; ``min_new_frames`` holds end of speech
+        off as ``fixed_min_frames`` does on the plain path.
+        """
+        from .engine import DEFAULT_MIN_NEW_TOKENS, Decoder
+        from .prompt import prompt_from_generate_kwargs
+        from .sampling import SamplingConfig
+
+        q = self._qwen
+        if self._decoder is None:
+            self._decoder = Decoder(q.model)
+        config = SamplingConfig.from_generate_kwargs(q._merge_generate_kwargs(**plan.sampling))
+        min_tokens = plan.min_new_frames + 1 if plan.min_new_frames else DEFAULT_MIN_NEW_TOKENS
+        seed = None if plan.seed is None else (plan.seed + idx) % 2**63
         try:
-            with self._generate_lock, torch.inference_mode(), seeded(plan.seed, idx, self.device), \
-                    fixed_min_frames(q.model.talker, plan.min_new_frames):
-                codes_list, _ = q.model.generate(**inputs, **kwargs)
+            prompt = prompt_from_generate_kwargs(q.model, inputs)
+        except ValueError as exc:  # languages are checked by make_plan; this is a safety net
+            raise SynthesisError(str(exc)) from exc
+        return self._decoder.frames(prompt, config, max_frames=budget, min_new_tokens=min_tokens, seed=seed,
+                                    stats=stats)
+
+    def _segment_codes(self, inputs: dict[str, Any], plan: Plan, budget: int, idx: int) -> Any:
+        """All frames of a segment: codes shaped (frames, 16)."""
+        torch = torch_module()
+        try:
+            frames = list(self._segment_frames(inputs, plan, budget, idx))
         except torch.cuda.OutOfMemoryError as exc:
             free_memory()
             raise SynthesisError(f"the GPU ran out of memory on a {budget}-frame segment; use shorter text, "
                                  "the 0.6b model, or device='cpu'") from exc
-        return codes_list[0]
+        if not frames:
+            groups = int(self._qwen.model.config.talker_config.num_code_groups)
+            return torch.zeros((0, groups), dtype=torch.long, device=self._qwen.model.talker.device)
+        return torch.stack(frames)
 
     def _decode(self, codes: Any, context: Any) -> np.ndarray:
         """Codec frames -> float32 waveform of exactly frames x samples_per_frame samples."""

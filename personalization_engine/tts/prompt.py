@@ -20,8 +20,9 @@ Token ids (``input_ids`` etc.) come from qwen-tts' own tokenisation helpers
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 
@@ -56,7 +57,7 @@ def _codec(model: Any, ids: torch.Tensor) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def build_prompt(
+def build_talker_prompt(
     model: Any,
     input_ids: torch.Tensor,
     *,
@@ -146,7 +147,7 @@ def _icl_prompt(model: Any, text_id: torch.Tensor, ref_id: torch.Tensor, ref_cod
 
 
 def prompt_from_generate_kwargs(model: Any, inputs: Mapping[str, Any]) -> TalkerPrompt:
-    """:func:`build_prompt` from the keyword arguments of qwen-tts ``generate`` (batch of one).
+    """:func:`build_talker_prompt` from the keyword arguments of qwen-tts ``generate`` (batch of one).
 
     Accepts what the adapter passes there: ``input_ids`` (a one-element list), ``languages``,
     and optionally ``voice_clone_prompt`` (its ``ref_spk_embedding``, ``ref_code``,
@@ -163,7 +164,7 @@ def prompt_from_generate_kwargs(model: Any, inputs: Mapping[str, Any]) -> Talker
             ref_code = vcp["ref_code"][0]
             ref_ids = inputs["ref_ids"][0]
     instruct = inputs.get("instruct_ids")
-    return build_prompt(
+    return build_talker_prompt(
         model, input_ids, language=(inputs.get("languages") or ["auto"])[0], speaker_embed=speaker,
         ref_ids=ref_ids, ref_code=ref_code, instruct_ids=None if instruct is None else instruct[0],
         non_streaming_mode=bool(inputs.get("non_streaming_mode", False)),

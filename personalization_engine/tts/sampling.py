@@ -17,8 +17,9 @@ of token ids), so a CUDA graph can capture a step that uses them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 
@@ -50,7 +51,7 @@ class SamplingConfig:
     """transformers' repetition penalty over the talker's earlier tokens (1.0 = off)."""
 
     @classmethod
-    def from_generate_kwargs(cls, kwargs: Mapping[str, Any]) -> "SamplingConfig":
+    def from_generate_kwargs(cls, kwargs: Mapping[str, Any]) -> SamplingConfig:
         """From the keyword arguments qwen-tts' ``generate`` takes (``_merge_generate_kwargs``)."""
         return cls(
             talker=SamplerSettings(bool(kwargs.get("do_sample", True)), float(kwargs.get("temperature", 0.9)),
