@@ -48,11 +48,24 @@ def default_detector(path: str | Path | None = None) -> Any | None:
     return None if isinstance(found, Exception) else found
 
 
-def emotion_unavailable_reason(path: str | Path | None = None) -> str | None:
-    """Why the emotion detector is unavailable (None when it loaded)."""
-    default_detector(path)
+def emotion_unavailable_reason(profile: VoiceProfile | None = None, *, path: str | Path | None = None) -> str | None:
+    """Why there is no emotion estimate: the one place that says it.
+
+    Without ``profile``: why the emotion detector (at ``path``, default the shipped one) is
+    unavailable, or None when it loads. With ``profile``: None when the profile has an emotion,
+    else why not (the detector's problem, or "the emotion detector gave no estimate"). Never
+    raises: the emotion model is optional.
+    """
+    if profile is not None and profile.emotion is not None:
+        return None
+    try:
+        default_detector(path)
+    except Exception as exc:  # e.g. scikit-learn missing: say why, never fail
+        return f"{type(exc).__name__}: {exc}"
     found = _detector_cache.get(str(path or "default"))
-    return str(found) if isinstance(found, Exception) else None
+    if isinstance(found, Exception):
+        return str(found)
+    return "the emotion detector gave no estimate" if profile is not None else None
 
 
 def analyze_voice(

@@ -1,28 +1,40 @@
-"""One line of text in, one output pair out: synthesize, measure, fingerprint, write.
+"""One line of text in, one output pair out: generate, measure, fingerprint, write.
 
-The REPL's typed lines, its ``--text-file`` batch mode and ``python -m personalization_engine
-clone`` all go through :func:`clone_line`, so every door writes the same pairs. Progress is
-reported through callbacks; this module never prints.
+:class:`~personalization_engine.session.CloneSession` speaks every line through
+:func:`clone_line` (typed lines, ``--text-file`` batches and ``python -m personalization_engine
+clone`` alike), so every door writes the same pairs. The walk of one line::
+
+    clone_line -> synthesize -> TTSModel.generate (chunks) -> tts.join_results
+               -> fingerprint.build_fingerprint -> fingerprint.write_pair (through fileio)
+
+Progress is reported through callbacks; this module never prints.
 """
 
 from __future__ import annotations
 
-import inspect
 import logging
 import time
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .errors import PersonalizationError, SynthesisError
 from .fingerprint import OutputPair, build_fingerprint, write_pair
 from .schema import GenerationResult, ModelInfo, ReferenceInfo, SynthesisTimings
+from .tts import GenerateOptions, TTSModel, Voice, join_results
+
+if TYPE_CHECKING:
+    from .emotion_detector import EmotionDetector
 
 _LOGGER = logging.getLogger(__name__)
 
 ChunkCallback = Callable[[GenerationResult, "SynthesisProgress"], None]
+"""Called with each chunk as it arrives and the running totals."""
+AudioCallback = Callable[[GenerationResult], None]
+"""Called with the joined result, before it is analysed and written."""
 
 
 @dataclass(frozen=True)
@@ -36,7 +48,7 @@ class SynthesisProgress:
     """Seconds from the call to the first chunk with audio (what a listener waits)."""
     chunks: int = 0
     streamed: bool = False
-    """True when the model streamed chunks as frames were made (``generate(stream=True)``)."""
+    """True when the chunks are pieces of segments, yielded as codec frames were made."""
 
     @property
     def speed(self) -> float:
@@ -57,92 +69,24 @@ class CloneSettings:
     prompt_s: float | None = None
     """Seconds building the voice prompt took."""
     analyze_output: bool = True
-    detector: Any | None = None
+    detector: EmotionDetector | None = None
+    """The emotion detector for the output's analysis (default: the shipped one)."""
 
 
-def model_info(model: Any, voice: Any, *, seed: int | None) -> ModelInfo:
-    """The fingerprint's model block, from an adapter ``TTSModel`` and ``Voice``."""
-    return ModelInfo(
-        model_id=str(getattr(model, "model_id", "unknown")),
-        size=str(getattr(model, "size", "unknown")),
-        dtype=str(getattr(model, "dtype", "unknown")).replace("torch.", ""),
-        device=str(getattr(model, "device", "unknown")),
-        mode=str(getattr(voice, "mode", "xvector")),
-        seed=seed,
-        kind=str(getattr(model, "kind", "base")),
-    )
-
-
-def supports_streaming(model: Any) -> bool:
-    """True when ``model.generate`` takes ``stream=True`` (chunks as codec frames are made)."""
-    try:
-        params = inspect.signature(model.generate).parameters
-        return "stream" in params or "options" in params  # tts.TTSModel: stream is a GenerateOptions field
-    except (AttributeError, TypeError, ValueError):  # no generate, or a builtin without a signature
-        return False
-
-
-def synthesize(
-    model: Any,
-    voice: Any,
-    text: str,
-    *,
-    language: str = "auto",
-    seed: int | None = None,
-    on_chunk: ChunkCallback | None = None,
-    stream: bool = False,
-) -> tuple[GenerationResult, SynthesisProgress]:
-    """Generate ``text`` chunk by chunk, calling ``on_chunk`` after each, and join the chunks.
-
-    With ``stream`` (and a model that supports it, see :func:`supports_streaming`) the chunks
-    are pieces of a segment, yielded as codec frames are made; otherwise one chunk per segment.
-    Either way each chunk's ``pause_after_s`` is the silence that follows it, and the
-    joined result is the whole utterance. Its ``processing_time_s`` is the wall time from this
-    call to the last chunk; the progress's ``time_to_first_audio_s`` is the wall time to the
-    first chunk with audio. ``KeyboardInterrupt`` closes the generator (the model stays usable)
-    and propagates.
-    """
-    streamed = bool(stream) and supports_streaming(model)
-    t0 = time.perf_counter()
-    chunks: list[GenerationResult] = []
-    progress = SynthesisProgress(0, 0.0, 0.0, None, 0, streamed)
-    # Arguments are checked by this call, before anything runs.
-    gen = model.generate(text, voice, language=language, seed=seed, **({"stream": True} if streamed else {}))
-    try:
-        for chunk in gen:
-            chunks.append(chunk)
-            elapsed = time.perf_counter() - t0
-            ttfa = progress.time_to_first_audio_s
-            if ttfa is None and len(chunk.audio):
-                ttfa = elapsed
-            progress = SynthesisProgress(progress.frames + int(chunk.frames),
-                                         progress.audio_s + float(chunk.audio_duration_s), elapsed, ttfa,
-                                         len(chunks), streamed)
-            if on_chunk is not None:
-                on_chunk(chunk, progress)
-    finally:
-        close = getattr(gen, "close", None)
-        if close is not None:
-            close()
-    if not chunks or not any(len(c.audio) for c in chunks):
-        raise SynthesisError(f"the model produced no audio for {text[:40]!r}; try a longer or different line.")
-    from .tts import join_results  # segments joined with their pauses
-
-    joined = join_results(chunks, text=text, similarity=lambda audio: _similarity(model, voice, audio, chunks[0].sample_rate))
-    wall = progress.elapsed_s
-    joined = replace(joined, processing_time_s=wall, time_to_first_audio_s=progress.time_to_first_audio_s,
-                     real_time_factor=wall / joined.audio_duration_s if joined.audio_duration_s > 0 else float("inf"))
-    return joined, progress
+def model_info(model: TTSModel, voice: Voice, *, seed: int | None) -> ModelInfo:
+    """The fingerprint's model block."""
+    return ModelInfo(model_id=model.model_id, size=model.size, dtype=str(model.dtype).replace("torch.", ""),
+                     device=model.device, mode=voice.mode, seed=seed, kind=model.kind)
 
 
 def clone_line(
-    model: Any,
-    voice: Any,
+    model: TTSModel,
+    voice: Voice,
     text: str,
     settings: CloneSettings,
     *,
     on_chunk: ChunkCallback | None = None,
-    on_audio: Callable[[GenerationResult], None] | None = None,
+    on_audio: AudioCallback | None = None,
     stream: bool = False,
 ) -> tuple[OutputPair, GenerationResult]:
     """Speak ``text`` in ``voice`` and write its output pair.
@@ -150,7 +94,7 @@ def clone_line(
     Parameters
     ----------
     model, voice : TTSModel, Voice
-        From :mod:`qwen_adapter`.
+        From :mod:`personalization_engine.tts`.
     text : str
         The line (non-empty).
     settings : CloneSettings
@@ -160,8 +104,8 @@ def clone_line(
     on_audio : callable, optional
         Called with the joined result before analysis and writing.
     stream : bool
-        Ask the model for chunks as codec frames are made, where it can (see :func:`synthesize`);
-        the written pair is the whole utterance either way.
+        Ask the model for chunks as codec frames are made (see :func:`synthesize`); the
+        written pair is the whole utterance either way.
 
     Returns
     -------
@@ -196,7 +140,60 @@ def clone_line(
     return pair, result
 
 
-def _similarity(model: Any, voice: Any, audio: np.ndarray, sample_rate: int) -> float | None:
+def synthesize(
+    model: TTSModel,
+    voice: Voice,
+    text: str,
+    *,
+    language: str = "auto",
+    seed: int | None = None,
+    on_chunk: ChunkCallback | None = None,
+    stream: bool = False,
+) -> tuple[GenerationResult, SynthesisProgress]:
+    """Generate ``text`` chunk by chunk, calling ``on_chunk`` after each, and join the chunks.
+
+    With ``stream`` the chunks are pieces of a segment, yielded as codec frames are made;
+    otherwise one chunk per segment. Either way each chunk's ``pause_after_s`` is the silence
+    that follows it, and the joined result (``tts.join_results``) is the whole utterance. Its
+    ``processing_time_s`` is the wall time from this call to the last chunk; the progress's
+    ``time_to_first_audio_s`` is the wall time to the first chunk with audio.
+    ``KeyboardInterrupt`` closes the generator (the model stays usable) and propagates.
+    """
+    options = GenerateOptions(language=language, seed=seed, stream=stream)
+    t0 = time.perf_counter()
+    chunks: list[GenerationResult] = []
+    progress = SynthesisProgress(0, 0.0, 0.0, None, 0, stream)
+    gen = model.generate(text, voice, options)  # checks the arguments before anything runs
+    try:
+        for chunk in gen:
+            chunks.append(chunk)
+            progress = _advance(progress, chunk, time.perf_counter() - t0)
+            if on_chunk is not None:
+                on_chunk(chunk, progress)
+    finally:
+        if isinstance(gen, Generator):
+            gen.close()  # stops generation at its next step (Ctrl-C, a failing callback)
+    if not any(len(c.audio) for c in chunks):
+        raise SynthesisError(f"the model produced no audio for {text[:40]!r}; try a longer or different line.")
+    sample_rate = chunks[0].sample_rate
+    joined = join_results(chunks, text=text, similarity=lambda audio: _similarity(model, voice, audio, sample_rate))
+    wall = progress.elapsed_s
+    rtf = wall / joined.audio_duration_s if joined.audio_duration_s > 0 else float("inf")
+    joined = replace(joined, processing_time_s=wall, time_to_first_audio_s=progress.time_to_first_audio_s,
+                     real_time_factor=rtf)
+    return joined, progress
+
+
+def _advance(progress: SynthesisProgress, chunk: GenerationResult, elapsed: float) -> SynthesisProgress:
+    """The running totals after one more chunk."""
+    ttfa = progress.time_to_first_audio_s
+    if ttfa is None and len(chunk.audio):
+        ttfa = elapsed
+    return SynthesisProgress(progress.frames + int(chunk.frames), progress.audio_s + float(chunk.audio_duration_s),
+                             elapsed, ttfa, progress.chunks + 1, progress.streamed)
+
+
+def _similarity(model: TTSModel, voice: Voice, audio: np.ndarray, sample_rate: int) -> float | None:
     """Speaker similarity of the output to the voice, or None when it cannot be measured."""
     try:
         return float(model.similarity(audio, voice, sample_rate=sample_rate))

@@ -145,9 +145,7 @@ def _analyze(
         _, profile = analyze_voice((audio, sr), detector=detector)
     except PersonalizationError as exc:
         return None, f"{type(exc).__name__}: {exc}", None, time.perf_counter() - t0
-    note = None
-    if profile.emotion is None:
-        note = emotion_unavailable_reason() or "the emotion detector gave no estimate"
+    note = emotion_unavailable_reason(profile)
     return profile, None, note, time.perf_counter() - t0
 
 

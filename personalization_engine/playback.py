@@ -20,6 +20,9 @@ import numpy as np
 
 from .audio_device import AudioDevice, _sounddevice, find_device
 from .errors import DeviceError
+from .prebuffer import DEFAULT_CHUNK_FRAMES, LineStats, PrebufferPolicy
+
+__all__ = ["LineStats", "Player", "PrebufferPolicy"]
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -35,6 +38,8 @@ START_MARGIN_S = 0.05
 START_WAIT_S = 3.0
 #: The output stream is closed after this long without audio (s), freeing the device.
 IDLE_CLOSE_S = 1.0
+#: How often a held-back line re-checks its pre-buffer (s).
+_GATE_POLL_S = 0.02
 
 
 @dataclass
@@ -45,6 +50,11 @@ class _Item:
     sample_rate: int
     generation: int
     silence_s: float = 0.0
+    line: int = 0
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.audio) / self.sample_rate if self.audio is not None else self.silence_s
 
 
 class Player:
@@ -97,6 +107,8 @@ class Player:
         """Seconds of silence played because of underruns."""
         self.error: DeviceError | None = None
         self.device: AudioDevice | None = None
+        self._gate = _Gate()  # the current line's pre-buffer (guarded by _cond)
+        self._line = 0
 
     # ---- the caller's side (never blocks)
 
@@ -136,7 +148,9 @@ class Player:
         audio = np.ascontiguousarray(np.asarray(samples, dtype=np.float32).reshape(-1))
         with self._cond:
             if audio.size:
-                self._pending.append(_Item(audio, int(sample_rate), self._generation))
+                self._pending.append(_Item(audio, int(sample_rate), self._generation, line=self._line))
+                self._gate.fed(len(audio) / int(sample_rate), time.monotonic())
+            self._gate.final = self._gate.final or final
             self._expecting = not final
             self._start_worker()
             self._cond.notify_all()
@@ -145,7 +159,7 @@ class Player:
         """Queue ``seconds`` of silence (the pause after a segment)."""
         if seconds > 0:
             with self._cond:
-                self._pending.append(_Item(None, 0, self._generation, float(seconds)))
+                self._pending.append(_Item(None, 0, self._generation, float(seconds), line=self._line))
                 self._start_worker()
                 self._cond.notify_all()
 
@@ -153,6 +167,36 @@ class Player:
         """No more chunks are coming (e.g. generation failed before its final chunk)."""
         with self._cond:
             self._expecting = False
+            self._gate.final = True
+            self._cond.notify_all()
+
+    def begin_line(self, expected_audio_s: float, frames_per_s: float | None, *,
+                   chunk_frames: int = DEFAULT_CHUNK_FRAMES, policy: PrebufferPolicy | None = None) -> None:
+        """Start a new streamed line, held back until enough of it is queued to play without gaps.
+
+        ``expected_audio_s``: the line's predicted length (s); ``frames_per_s``: this model's
+        measured generation speed on this machine (codec frames per second of wall time; None
+        before any measurement: the line starts with its first chunk, as without this call).
+        ``policy`` replaces the default :class:`PrebufferPolicy` built from the two. The line's
+        chunks then go through :meth:`feed` as usual; its start waits until the queued audio
+        covers ``policy.required_s(expected - fed)`` (also taking the speed observed on this
+        line's chunks when that is slower), or its final chunk came. :attr:`line_stats` counts
+        the line's underruns.
+        """
+        if policy is None and frames_per_s is not None:
+            policy = PrebufferPolicy(float(frames_per_s), chunk_frames=int(chunk_frames))
+        with self._cond:
+            self._line += 1
+            self._gate = _Gate(policy=policy, expected_s=max(0.0, float(expected_audio_s)), line=self._line,
+                               begun_at=time.monotonic())
+            self._cond.notify_all()
+
+    @property
+    def line_stats(self) -> LineStats:
+        """Underruns and pre-buffering of the line begun last (see :meth:`begin_line`)."""
+        g = self._gate
+        return LineStats(underruns=g.underruns, starved_s=round(g.starved_s, 3), held_s=round(g.held_s, 3),
+                         prebuffered_s=round(g.prebuffered_s, 3))
 
     def play(self, samples: np.ndarray, sample_rate: int, *, interrupt: bool = False) -> None:
         """Queue a whole clip; with ``interrupt`` stop what is playing first."""
@@ -229,6 +273,9 @@ class Player:
                     if self._closed:
                         return
                     item = self._pending[0] if self._pending else None
+                    if item is not None and self._holds(item):
+                        self._cond.wait(timeout=_GATE_POLL_S)
+                        continue
                 if item is not None:
                     self._hand_over(item)
                     with self._cond:
@@ -240,6 +287,22 @@ class Player:
             self._fail(exc)
         except Exception as exc:  # a device vanishing mid-stream: report, never kill the app
             self._fail(DeviceError(f"playback failed: {exc}; playback is off (files are still written)."))
+
+    def _holds(self, item: _Item) -> bool:
+        """Whether ``item`` (the queue's head) must wait for its line's pre-buffer; opens the
+        gate when the queued audio suffices (call with ``_cond`` held)."""
+        gate = self._gate
+        if gate.open or gate.policy is None or item.line != gate.line or item.generation != self._generation:
+            return False
+        now = time.monotonic()
+        ready_s = self._ready_samples / self._out_rate if self._out_rate else 0.0
+        queued = sum(i.duration_s for i in self._pending) + ready_s
+        need = gate.policy.required_s(gate.expected_s - gate.fed_s, audio_per_s=gate.observed_audio_per_s(gate.policy))
+        if gate.final or queued >= need:
+            gate.open, gate.held_s, gate.prebuffered_s = True, now - gate.first_at, queued
+            _LOGGER.debug("line starts after %.2f s with %.2f s queued (needed %.2f s)", gate.held_s, queued, need)
+            return False
+        return True
 
     def _fail(self, exc: DeviceError) -> None:
         self.error = exc
@@ -338,15 +401,54 @@ class Player:
                 self._sounding_until = time.monotonic() + self._latency + frames / rate
             if n < frames:
                 out[n:] = 0.0  # underrun or idle: silence, never garbage
-                if self._expecting or self._pending:
+                gate = self._gate
+                holding = gate.policy is not None and not gate.open
+                if (self._expecting or self._pending) and not holding:
                     self.starved_s += (frames - n) / rate
+                    gate.starved_s += (frames - n) / rate
                     if not self._starving:
                         self.underruns += 1
+                        gate.underruns += 1
                     self._starving = True
             else:
                 self._starving = False
         if len(outdata[0]) > 1:
             outdata[:, 1:] = outdata[:, :1]
+
+
+@dataclass
+class _Gate:
+    """The pre-buffer state of the line begun last (see ``Player.begin_line``)."""
+
+    policy: PrebufferPolicy | None = None
+    expected_s: float = 0.0
+    line: int = 0
+    begun_at: float = 0.0
+    first_at: float = 0.0  # when the line's first chunk was fed
+    fed_s: float = 0.0  # audio of the line fed so far
+    later_s: float = 0.0  # audio fed after the first chunk, and when the last chunk came
+    last_at: float = 0.0
+    final: bool = False
+    open: bool = False
+    held_s: float = 0.0
+    prebuffered_s: float = 0.0
+    underruns: int = 0
+    starved_s: float = 0.0
+
+    def fed(self, seconds: float, now: float) -> None:
+        if self.fed_s == 0.0:
+            self.first_at = now
+        else:
+            self.later_s += seconds
+        self.fed_s += seconds
+        self.last_at = now
+
+    def observed_audio_per_s(self, policy: PrebufferPolicy) -> float:
+        """The generator's speed on this line (audio s per s), or the policy's when faster or unknown."""
+        span = self.last_at - self.first_at
+        if self.later_s <= 0.0 or span <= 0.0:
+            return policy.audio_per_s
+        return min(policy.audio_per_s, self.later_s / span / policy.safety)
 
 
 def _open_output(device: int | str | None, sr: int, callback: Callable[..., None]) -> Any:

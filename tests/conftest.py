@@ -1,4 +1,5 @@
-"""Shared fixtures: the real speech data beside the repo, a fixed-seed RNG and synthetic signals."""
+"""Shared fixtures: real speech (tests/data, and the full corpora in ../shared/data for the
+``corpus`` tests), a fixed-seed RNG and synthetic signals."""
 
 from __future__ import annotations
 
@@ -10,14 +11,28 @@ import numpy as np
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+#: The small speech fixture set shipped with the repository (licences in tests/data/README.md).
+#: Same layout as ../shared/data: voices/ (all 15 reference clips) and emotion/emodb/ (59 clips).
+SPEECH_DATA = Path(__file__).resolve().parent / "data"
+#: The full corpora beside the repository; only tests marked ``corpus`` need them.
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+CORPUS_SKIP_REASON = (
+    f"corpus-level test: needs the full speech corpora at {SHARED_DATA} (absent in this clone); "
+    "every other test runs on the fixtures in tests/data"
+)
 
 # Keep numerical libraries to one thread per test process: CI has 2 cores.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """GPU tests skip cleanly without CUDA, even when selected with -m gpu."""
+    """Corpus tests skip with one reason without ../shared/data; GPU tests skip cleanly without
+    CUDA, even when selected with -m gpu."""
+    if not SHARED_DATA.is_dir():
+        skip_corpus = pytest.mark.skip(reason=CORPUS_SKIP_REASON)
+        for item in items:
+            if "corpus" in item.keywords:
+                item.add_marker(skip_corpus)
     try:
         import torch
 
@@ -33,16 +48,26 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="session")
-def shared_data() -> Path:
-    """``../shared/data`` beside the repository (real recorded speech; see its README)."""
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"real speech data not found at {SHARED_DATA}")
-    return SHARED_DATA
+def speech_data() -> Path:
+    """``tests/data``: the shipped fixture clips, laid out like ``../shared/data`` (its own
+    labels.csv and transcripts.tsv), so the corpus loaders read it unchanged."""
+    return SPEECH_DATA
 
 
 @pytest.fixture(scope="session")
-def voices_dir(shared_data: Path) -> Path:
-    return shared_data / "voices"
+def voices_dir(speech_data: Path) -> Path:
+    """The 15 read-speech reference clips and their transcripts.tsv (byte copies of
+    ``../shared/data/voices``)."""
+    return speech_data / "voices"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data`` beside the repository: the full corpora, for ``corpus`` tests only
+    (the collection hook already skips those when the folder is missing)."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(CORPUS_SKIP_REASON)
+    return SHARED_DATA
 
 
 @pytest.fixture()

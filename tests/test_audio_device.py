@@ -1,6 +1,6 @@
 """Recording and playback through a real audio stack: PortAudio -> ALSA -> PulseAudio null sink.
 
-Real speech from ``../shared/data/voices`` is played into the null sink by the
+Real speech from ``tests/data/voices`` is played into the null sink by the
 :class:`~personalization_engine.playback.Player` while :func:`record` records the sink's monitor at
 the device's own rate (44.1 kHz); the recording must keep the clip's Voice DNA. The streaming tests
 feed the player chunk by chunk, as a line being generated does, and check sample by sample what

@@ -19,8 +19,8 @@ VOICE = "LJ001-0004.flac"
 
 
 @pytest.fixture(scope="module")
-def speech(shared_data: Path) -> tuple[np.ndarray, int]:
-    data, sr = sf.read(str(shared_data / "voices" / VOICE), dtype="float32")
+def speech(voices_dir: Path) -> tuple[np.ndarray, int]:
+    data, sr = sf.read(str(voices_dir / VOICE), dtype="float32")
     return data, sr
 
 
@@ -107,8 +107,8 @@ def test_trims_leading_and_trailing_silence_and_measures_speech():
     assert clip.original_duration_s == pytest.approx(4.0)
 
 
-def test_real_speech_trimmed_speech_duration(shared_data):
-    clip = load_audio(shared_data / "voices" / VOICE)
+def test_real_speech_trimmed_speech_duration(voices_dir):
+    clip = load_audio(voices_dir / VOICE)
     assert 3.0 < clip.speech_duration_s <= clip.duration_s <= clip.original_duration_s
     assert clip.warnings == ()
 

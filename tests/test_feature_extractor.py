@@ -195,8 +195,8 @@ def test_bad_pitch_range_is_rejected(fmin: float, fmax: float) -> None:
 # --- real speech ----------------------------------------------------------------------------
 
 
-def _voice_files(shared_data: Path) -> list[Path]:
-    files = sorted((shared_data / "voices").glob("*.flac"))
+def _voice_files(speech_data: Path) -> list[Path]:
+    files = sorted((speech_data / "voices").glob("*.flac"))
     assert len(files) == 15
     return files
 
@@ -225,15 +225,28 @@ def _emotion_sample(shared_data: Path) -> list[tuple[Path, np.ndarray]]:
     return picked
 
 
-def test_median_f0_matches_praat_on_every_voice_clip(shared_data: Path) -> None:
+def test_median_f0_matches_praat_on_every_voice_clip(speech_data: Path) -> None:
     errors = {}
-    for path in _voice_files(shared_data):
+    for path in _voice_files(speech_data):
         samples, sr = load_audio(path)
         errors[path.name] = extract_features(samples, sr).pitch.median_hz / _praat_median_f0(samples, sr) - 1
     worst = max(errors, key=lambda k: abs(errors[k]))
     assert abs(errors[worst]) < F0_TOL, f"{worst}: {errors[worst]:+.2%} vs Praat"
 
 
+def test_median_f0_matches_praat_on_the_fixture_emotion_clips(speech_data: Path) -> None:
+    """Every EmoDB clip of tests/data (6 emotions x 10 speakers, acted, 1.7-4.0 s): the check of
+    the corpus sample below, in any clone."""
+    errors = {}
+    for path in sorted((speech_data / "emotion" / "emodb").glob("*.flac")):
+        samples, sr = load_audio(path)
+        errors[path.name] = extract_features(samples, sr).pitch.median_hz / _praat_median_f0(samples, sr) - 1
+    assert len(errors) == 59
+    worst = max(errors, key=lambda k: abs(errors[k]))
+    assert abs(errors[worst]) < F0_TOL, f"{worst}: {errors[worst]:+.2%} vs Praat"
+
+
+@pytest.mark.corpus
 def test_median_f0_matches_praat_on_emotion_sample(shared_data: Path) -> None:
     sample = _emotion_sample(shared_data)
     assert len(sample) == N_EMOTION_CLIPS
@@ -258,13 +271,13 @@ SYLLABIFIED = {
 }
 
 
-def _transcripts(shared_data: Path) -> dict[str, str]:
-    with open(shared_data / "voices" / "transcripts.tsv", newline="") as fh:
+def _transcripts(speech_data: Path) -> dict[str, str]:
+    with open(speech_data / "voices" / "transcripts.tsv", newline="") as fh:
         return {row["file"]: row["text"] for row in csv.DictReader(fh, delimiter="\t") if row["text"]}
 
 
-def test_syllable_table_matches_the_transcripts(shared_data: Path) -> None:
-    transcripts = _transcripts(shared_data)
+def test_syllable_table_matches_the_transcripts(speech_data: Path) -> None:
+    transcripts = _transcripts(speech_data)
     assert set(transcripts) == set(SYLLABIFIED)
     for name, text in transcripts.items():
         words = re.findall(r"[a-z']+", text.lower().replace("etc.", "etcetera"))
@@ -272,12 +285,12 @@ def test_syllable_table_matches_the_transcripts(shared_data: Path) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(SYLLABIFIED))
-def test_articulation_rate_matches_transcript(shared_data: Path, name: str) -> None:
+def test_articulation_rate_matches_transcript(speech_data: Path, name: str) -> None:
     """Reference rate = transcript syllables / speech duration, the same speech duration that
     articulation_rate divides by (the trimmed clip minus its edge silences and its pauses), so
     the syllable count is what is checked; the speech duration itself is checked against
     Praat's sounding time (de Jong & Wempe's -25 dB silence detection, 0.3 s minimum pause)."""
-    samples, sr = load_audio(shared_data / "voices" / name)
+    samples, sr = load_audio(speech_data / "voices" / name)
     rate = extract_features(samples, sr).rate
     syllables = len(SYLLABIFIED[name].replace("-", " ").split())
     reference = syllables / rate.speech_duration_s
@@ -300,8 +313,8 @@ def _praat_sounding_s(samples: np.ndarray, sr: int) -> float:
     return float(sum(spans))
 
 
-def test_real_clip_record_is_consistent(shared_data: Path) -> None:
-    samples, sr = load_audio(shared_data / "voices" / "LJ001-0006.flac")
+def test_real_clip_record_is_consistent(speech_data: Path) -> None:
+    samples, sr = load_audio(speech_data / "voices" / "LJ001-0006.flac")
     dna = extract_features(samples, sr)
     pitch, energy, rate = dna.pitch, dna.energy, dna.rate
     assert pitch.p5_hz < pitch.median_hz < pitch.p95_hz

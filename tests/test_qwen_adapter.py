@@ -51,7 +51,7 @@ from personalization_engine.text_segmenter import frame_budget  # noqa: E402
 REF = "LJ001-0004.flac"
 REF_TEXT = "produced the block books, which were the immediate predecessors of the true printed book,"
 OTHER_REF = "cmu_arctic_us_aew_a0001.flac"
-SHARED_CONFIGS = Path(__file__).resolve().parents[2] / "shared" / "qwen3_tts_configs"
+REAL_CONFIGS = Path(__file__).resolve().parent / "data" / "qwen3_tts_configs"  # see tests/data/README.md
 SR = 24_000
 SPF = 1920
 
@@ -104,7 +104,7 @@ def test_make_tiny_writes_the_hub_layout(tiny_checkpoint: Path) -> None:
 
 def test_tiny_config_keys_match_the_real_configs(tiny_checkpoint: Path) -> None:
     """Every key of the real 0.6B-Base configs that qwen-tts reads is present in the tiny ones."""
-    real_dir = SHARED_CONFIGS / "Qwen3-TTS-12Hz-0.6B-Base"
+    real_dir = REAL_CONFIGS / "Qwen3-TTS-12Hz-0.6B-Base"
     if not real_dir.is_dir():
         pytest.skip(f"real configs not found at {real_dir}")
     from qwen_tts.core.models.configuration_qwen3_tts import Qwen3TTSTalkerCodePredictorConfig

@@ -145,6 +145,10 @@ class TTSModel:
         self.size: str = {"0b6": "0.6B", "1b7": "1.7B"}.get(str(cfg.tts_model_size), str(cfg.tts_model_size))
         self.sample_rate = int(qwen.model.speech_tokenizer.get_output_sample_rate())
         self.samples_per_frame = int(qwen.model.speech_tokenizer.get_decode_upsample_rate())
+        from .codec import optimize_decoder
+
+        #: What the CPU rewrite of the codec decoder changed (same arithmetic; tts/codec.py).
+        self.codec_report = optimize_decoder(qwen.model.speech_tokenizer.model.decoder)
         self.languages: tuple[str, ...] = tuple(sorted(str(x).lower() for x in qwen.get_supported_languages()))
         self.warnings: list[str] = list(warnings or [])
         self._prompts: weakref.WeakKeyDictionary[Voice, VoicePrompt] = weakref.WeakKeyDictionary()

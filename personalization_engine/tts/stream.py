@@ -12,7 +12,9 @@ Two pieces:
 * :class:`ChunkDecoder` decodes chunks of new frames with the 12 Hz decoder split in two: the
   cheap frame-rate half (quantizer, pre-conv, the sliding-window transformer) runs over
   ``left_context_frames`` of earlier frames; the expensive sample-rate half (upsampling convs)
-  over only CONV_CONTEXT_FRAMES of them, which covers its receptive field. Measured on
+  over only CONV_CONTEXT_FRAMES of them, which covers its receptive field (on a decoder
+  rewritten by :func:`.codec.optimize_decoder`, i.e. on CPU, that half instead carries its
+  conv state from chunk to chunk and decodes only the new frames). Measured on
   full-size random weights (``tests/test_streaming.py`` checks the tiny model): joined chunks
   differ from the one-shot decode by 2e-5 at most with 100 frames of context, 3e-3 with 72 (the
   transformer's window), 1.3e-2 with 25 (qwen-tts' own chunked decode); without context they
@@ -79,6 +81,12 @@ class ChunkDecoder:
         self._conv = min(self._left, CONV_CONTEXT_FRAMES)
         self._history: list[Any] = [] if context is None else [context]
         self._n_history = 0 if context is None else int(context.shape[0])
+        from .codec import BackHalfStream, supports_streaming
+
+        # An optimized (CPU) decoder streams its sample-rate half with carried state: each chunk
+        # then costs its own frames only (tts/codec.py); otherwise CONV_CONTEXT_FRAMES re-decode.
+        self._stream = BackHalfStream(decoder) if supports_streaming(decoder) else None
+        self._warm = False
 
     def decode(self, codes: Any) -> np.ndarray:
         """``codes`` (frames, groups) -> exactly frames x samples_per_frame float32 samples."""
@@ -93,8 +101,11 @@ class ChunkDecoder:
         self._history, self._n_history = [keep], int(keep.shape[0])
         with torch.inference_mode():
             hidden = self._front(window.to(self._device()).clamp(min=0).t().unsqueeze(0))
-            conv = min(self._conv, ctx)
-            wav = self._back(hidden[..., ctx - conv:])
+            conv = 0 if self._warm else min(self._conv, ctx)  # carried state replaces context
+            if self._stream is not None:
+                wav, self._warm = self._stream(hidden[..., ctx - conv:]), True
+            else:
+                wav = self._back(hidden[..., ctx - conv:])
         return np.ascontiguousarray(wav[0, 0, conv * self._spf:].float().cpu().numpy(), dtype=np.float32)
 
     def _device(self) -> Any:
