@@ -23,7 +23,8 @@ Modules: ``model`` (:func:`load_model`, :class:`TTSModel`), ``options`` (:class:
 the checked plan of a call), ``voice`` (:class:`Voice`, :func:`describe_voice`), ``inputs``
 (reference preparation, a Voice as model inputs), ``engine`` (our talker + code predictor decode
 loop; ``layers``: its functional forward, ``sampling``: its logits processors, ``prompt``: the
-talker's prefill), ``stream`` (the loop's frames in chunks, decoded as they fill), ``results`` (result records, :func:`join_results`), ``hub`` (finding weights), ``device``
+talker's prefill), ``stream`` (the loop's frames in chunks, decoded as they fill), ``results``
+(result records, :func:`join_results`), ``hub`` (finding weights), ``device``
 (device/dtype, the loader), ``runtime`` (torch helpers), ``tiny`` (the ``make-tiny`` checkpoint).
 Heavy packages (torch, qwen_tts) are imported on first use, so importing this package is cheap.
 """

@@ -385,7 +385,8 @@ class TTSModel:
         return segment_result(plan, idx, audio, frames, t0, start, budget, sim, chunk,
                               sample_rate=self.sample_rate, peak_memory_gb=functools.partial(peak_memory_gb, self.device))
 
-    def _segment_frames(self, inputs: dict[str, Any], plan: Plan, budget: int, idx: int, stats: Any = None) -> Iterator[Any]:
+    def _segment_frames(self, inputs: dict[str, Any], plan: Plan, budget: int, idx: int,
+                        stats: Any = None) -> Iterator[Any]:
         """The segment's codec frames, each a LongTensor (16,), as our decode loop makes them.
 
         Sampling as qwen-tts ``generate`` with the same keywords (checkpoint defaults merged in);
