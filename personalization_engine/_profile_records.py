@@ -233,7 +233,16 @@ class EmotionEstimate:
     distribution: dict[str, float]
     """Probability of each of EMOTION_LABELS (sums to 1)."""
     uncertain: bool = False
-    """True when ``probability`` is below the detector's documented threshold."""
+    """True when ``probability`` is below the detector's cross-validated threshold: show
+    :meth:`describe`, never the bare label."""
+
+    def describe(self, top: int = 3) -> str:
+        """The estimate for people: ``"calm 0.81"``, or when uncertain
+        ``"uncertain (calm 0.34, sad 0.21, happy 0.15)"`` (the ``top`` most probable labels)."""
+        if not self.uncertain:
+            return f"{self.label} {self.probability:.2f}"
+        ranked = sorted(self.distribution.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
+        return "uncertain (" + ", ".join(f"{k} {v:.2f}" for k, v in ranked) + ")"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -241,6 +250,7 @@ class EmotionEstimate:
             "probability": _f(self.probability, 4),
             "distribution": {k: _f(v, 4) for k, v in self.distribution.items()},
             "uncertain": bool(self.uncertain),
+            "text": self.describe(),
         }
 
     @classmethod

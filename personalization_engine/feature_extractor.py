@@ -4,65 +4,53 @@
 Everything runs on one 10 ms frame grid (frame ``i`` is centred at ``i * 10 ms``, the grid of
 :func:`audio_io.frame_rms_db`), so the pitch and energy contours line up sample for sample.
 
-- **Pitch** follows Boersma's (1993) autocorrelation method, the algorithm of Praat's
-  ``To Pitch (ac)``: Hann-windowed frames three periods of the pitch floor long, the frame's
-  autocorrelation divided by the window's, up to :data:`MAX_CANDIDATES` peaks per frame, and a
-  Viterbi path through the candidates that charges octave jumps and voicing changes. It is
-  vectorised over frames with NumPy (only the Viterbi recursion loops over frames).
+- **Pitch** is the shared tracker of :mod:`pitch` (Boersma's 1993 autocorrelation method, the
+  algorithm of Praat's ``To Pitch (ac)``, 75-1000 Hz), the same one the emotion features use.
 - **Energy** is the RMS level in dBFS; the stress pattern is the set of syllable nuclei that
   stand out in level and pitch.
 - **Speaking rate** counts syllable nuclei as in de Jong & Wempe (2009): voiced intensity peaks
   above a threshold relative to the clip's loud frames, separated by dips of at least 2 dB.
 
-The private helpers :func:`_track_pitch` and :func:`_frame_rms` are the building blocks other
-analyses (e.g. emotion features) can reuse on the same grid.
+Framing and pitch live in :mod:`pitch`, shared with the emotion features.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 
 import numpy as np
-import scipy.fft
 
-from .audio_io import HOP_S, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, MIN_SPEECH_S, SILENCE_FLOOR_DBFS
-from .audio_io import check_samples, resample, speech_mask, speech_segments
+from . import pitch, rates
+from .audio_io import (
+    HOP_S,
+    MAX_SAMPLE_RATE,
+    MIN_SAMPLE_RATE,
+    MIN_SPEECH_S,
+    SILENCE_FLOOR_DBFS,
+    check_samples,
+    resample,
+    speech_mask,
+    speech_segments,
+)
 from .errors import AudioInputError, FeatureExtractionError
-from .schema import EnergyStats, PitchContour, PitchStats, ProsodyFeatures, RateStats, StressPoint
+from .schema import (
+    EnergyStats,
+    PitchContour,
+    PitchStats,
+    ProsodyFeatures,
+    RateStats,
+    StressPoint,
+)
 
 _LOGGER = logging.getLogger(__name__)
 
-#: Analysis rate (Hz). F0 and syllable energy live far below 8 kHz; 16 kHz keeps FFTs short and is
-#: what ``load_audio`` delivers to the engine, so normally nothing is resampled.
-ANALYSIS_SAMPLE_RATE = 16_000
+#: Analysis rate (Hz): ``rates.ANALYSIS_SAMPLE_RATE``, what ``load_audio`` delivers to the engine.
+ANALYSIS_SAMPLE_RATE = rates.ANALYSIS_SAMPLE_RATE
 
-#: Pitch search range (Hz). 75 Hz is Praat's standard floor: it sits above 50/60 Hz mains hum
-#: (with a 60 Hz floor Praat and this tracker lock onto the hum in two LibriSpeech reference
-#: clips) and below the speaking F0 of nearly all adult men. 500 Hz covers excited female and
-#: child speech; a speaking voice above it is shouting or singing.
-F0_MIN_HZ = 75.0
-F0_MAX_HZ = 500.0
-#: Window length in periods of the pitch floor (3 x 1/75 Hz = 40 ms), Praat's choice for the
-#: Hann-windowed autocorrelation method (Boersma 1993).
-PERIODS_PER_WINDOW = 3.0
-#: Praat's default path-finder settings (Boersma 1993; Praat manual, "Sound: To Pitch (ac)..."):
-#: up to 15 candidates a frame; a frame is voiced when its best normalised autocorrelation beats
-#: 0.45; frames whose local peak is under 3 % of the clip's peak lean to unvoiced; each octave
-#: below the ceiling costs 0.01 (so a clean tone is not read an octave low); an octave jump
-#: between frames costs 0.35 and a voiced/unvoiced switch 0.14.
-MAX_CANDIDATES = 15
-VOICING_THRESHOLD = 0.45
-SILENCE_THRESHOLD = 0.03
-OCTAVE_COST = 0.01
-OCTAVE_JUMP_COST = 0.35
-VOICED_UNVOICED_COST = 0.14
-#: A frame whose local peak is below this fraction of the clip's peak is unvoiced on every best
-#: path: its unvoiced strength then exceeds any voiced strength (<= 1) plus two voicing switches,
-#: so it is skipped before the autocorrelation (exact, not an approximation).
-_MIN_VOICED_INTENSITY = (
-    SILENCE_THRESHOLD * (1 + VOICING_THRESHOLD - 2 * VOICED_UNVOICED_COST) / (1 + VOICING_THRESHOLD)
-)
+#: Pitch search range (Hz): the shared tracker's (see :mod:`pitch`): 75 Hz floor above mains
+#: hum, 1000 Hz ceiling so screamed speech is not halved.
+F0_MIN_HZ = pitch.F0_MIN_HZ
+F0_MAX_HZ = pitch.F0_MAX_HZ
 
 #: Speaking-voice registers by median F0 (upper bounds, Hz). Conversational speech averages about
 #: 115-120 Hz for men and 200-220 Hz for women, with a spread of roughly 20-25 Hz (Titze 1994,
@@ -228,142 +216,9 @@ def _check_input(samples: np.ndarray, sample_rate: int, fmin_hz: float, fmax_hz:
 def _track_pitch(
     samples: np.ndarray, sr: int, *, fmin_hz: float = F0_MIN_HZ, fmax_hz: float = F0_MAX_HZ
 ) -> PitchContour:
-    """F0 contour on the 10 ms grid (Boersma's autocorrelation method with a Viterbi path).
-
-    ``samples`` is mono float audio at ``sr`` Hz (16 kHz keeps it fast); frame ``i`` is centred
-    at ``i * 10 ms``. Returns F0 in Hz with NaN where unvoiced, and the voicing flags.
-    """
-    x = np.asarray(samples, dtype=np.float32)
-    x = x - x.mean()
-    hop = int(round(HOP_S * sr))
-    n = max(1, -(-len(x) // hop))
-    half = int(PERIODS_PER_WINDOW * sr / fmin_hz) // 2
-    window = _hann(2 * half)
-    padded = np.pad(x, (half, half + hop))
-    frames = np.lib.stride_tricks.sliding_window_view(padded, 2 * half)[::hop][:n]
-    # Local peak: the windowed frame within half the longest period of its centre (Praat's rule).
-    reach = int(sr / fmin_hz) // 2 + 1
-    centre = slice(half - reach, half + reach)
-    local_peak = np.abs(frames[:, centre] * window[centre]).max(axis=1)
-    intensity = np.minimum(local_peak / max(float(np.abs(x).max()), 1e-12), 1.0)
-    active = np.flatnonzero(intensity >= _MIN_VOICED_INTENSITY)
-    freqs = np.zeros((n, MAX_CANDIDATES), dtype=np.float64)
-    strengths = np.zeros((n, MAX_CANDIDATES), dtype=np.float64)
-    if active.size:
-        max_lag = int(2 * half / PERIODS_PER_WINDOW) + 2  # one floor period, plus interpolation room
-        r = _normalized_autocorrelation(frames[active], window, max_lag=max_lag)
-        freqs[active], strengths[active] = _pitch_candidates(r, sr, fmin_hz, fmax_hz)
-    f0 = _viterbi_path(freqs, strengths, intensity, fmax_hz)
-    voiced = f0 > 0
-    times = np.arange(n) * HOP_S
-    return PitchContour(times_s=times, f0_hz=np.where(voiced, f0, np.nan), voiced=voiced)
-
-
-def _normalized_autocorrelation(frames: np.ndarray, window: np.ndarray, *, max_lag: int) -> np.ndarray:
-    """Autocorrelation of each Hann-windowed frame divided by the window's, lags 0..max_lag+1."""
-    # Zero-padded to a fast FFT length past width + max_lag, so no lag wraps around.
-    n_fft = scipy.fft.next_fast_len(frames.shape[1] + max_lag + 2, real=True)
-    spec = scipy.fft.rfft((frames - frames.mean(axis=1, keepdims=True)) * window, n_fft, axis=1)
-    ac = scipy.fft.irfft(spec.real**2 + spec.imag**2, n_fft, axis=1)[:, : max_lag + 2]
-    return ac / np.maximum(ac[:, :1], 1e-20) / _window_autocorrelation(len(window), n_fft)[: max_lag + 2]
-
-
-@functools.lru_cache(maxsize=8)
-def _window_autocorrelation(width: int, n_fft: int) -> np.ndarray:
-    """Normalised autocorrelation of the Hann window of ``width`` samples (1 at lag 0)."""
-    spec = scipy.fft.rfft(_hann(width).astype(np.float64), n_fft)
-    ac = scipy.fft.irfft(spec.real**2 + spec.imag**2, n_fft)
-    return (ac / ac[0]).astype(np.float32)
-
-
-@functools.lru_cache(maxsize=8)
-def _hann(width: int) -> np.ndarray:
-    """Praat's Hann window: zero just outside both ends, so no frame sample is wasted."""
-    return (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(1, width + 1) / (width + 1))).astype(np.float32)
-
-
-def _pitch_candidates(
-    r: np.ndarray, sr: int, fmin_hz: float, fmax_hz: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """The MAX_CANDIDATES strongest autocorrelation peaks per frame: (frequency, strength).
-
-    Peaks are interpolated with a parabola; strengths above 1 (short-window artefacts) are
-    reflected to 1/s. Empty slots hold frequency 0.
-    """
-    lo, hi = max(2, int(sr / fmax_hz)), r.shape[1] - 1
-    mid, left, right = r[:, lo:hi], r[:, lo - 1 : hi - 1], r[:, lo + 1 : hi + 1]
-    rows, cols = np.nonzero((mid > left) & (mid >= right) & (mid > 0.5 * VOICING_THRESHOLD))
-    lag = cols + lo
-    a, b, c = r[rows, lag - 1], r[rows, lag], r[rows, lag + 1]
-    slope, curve = 0.5 * (c - a), 2 * b - a - c
-    shift = slope / curve  # curve > 0 at a strict maximum
-    strength = b + 0.5 * slope * shift
-    strength = np.where(strength > 1.0, 1.0 / strength, strength)
-    freq = sr / (lag + shift)
-    ok = (freq >= fmin_hz) & (freq < fmax_hz)
-    rows, freq, strength = rows[ok], freq[ok], strength[ok]
-    # Rank within each frame, strongest first (with Praat's preference for high frequencies).
-    order = np.lexsort((-(strength + OCTAVE_COST * np.log2(freq)), rows))
-    rows, freq, strength = rows[order], freq[order], strength[order]
-    rank = np.arange(rows.size) - np.searchsorted(rows, rows, side="left")
-    keep = rank < MAX_CANDIDATES
-    out_f = np.zeros((r.shape[0], MAX_CANDIDATES))
-    out_s = np.zeros((r.shape[0], MAX_CANDIDATES))
-    out_f[rows[keep], rank[keep]] = freq[keep]
-    out_s[rows[keep], rank[keep]] = strength[keep]
-    return out_f, out_s
-
-
-def _viterbi_path(
-    freqs: np.ndarray, strengths: np.ndarray, intensity: np.ndarray, fmax_hz: float
-) -> np.ndarray:
-    """F0 per frame (0 = unvoiced) on the best path through the candidates (Boersma 1993).
-
-    A frame scores its candidate's strength (minus OCTAVE_COST per octave below the ceiling) or,
-    unvoiced, VOICING_THRESHOLD plus a bonus for quiet frames; moving between frames costs
-    OCTAVE_JUMP_COST per octave, or VOICED_UNVOICED_COST for a voicing switch. Frames without
-    candidates are unvoiced for sure, so each run of frames with candidates is solved on its own.
-    """
-    n = freqs.shape[0]
-    k = max(1, int((freqs > 0).sum(axis=1).max()))
-    quiet = 2.0 - intensity * (1.0 + VOICING_THRESHOLD) / SILENCE_THRESHOLD
-    unvoiced = VOICING_THRESHOLD + np.maximum(0.0, quiet)
-    # Column 0 is the unvoiced candidate of every frame.
-    cand = np.concatenate([np.zeros((n, 1)), freqs[:, :k]], axis=1)
-    is_v = cand > 0
-    log_f = np.log2(np.where(is_v, cand, 1.0))
-    strength = np.concatenate([np.zeros((n, 1)), strengths[:, :k]], axis=1)
-    score = np.where(is_v, strength - OCTAVE_COST * (np.log2(fmax_hz) - log_f), -1e9)
-    score[:, 0] = unvoiced
-    f0 = np.zeros(n)
-    for a, b in speech_segments(cand[:, 1] > 0):
-        path = _best_path(score[a:b], log_f[a:b], is_v[a:b], enter=a > 0, leave=b < n)
-        f0[a:b] = cand[a:b][np.arange(b - a), path]
-    return f0
-
-
-def _best_path(
-    score: np.ndarray, log_f: np.ndarray, is_v: np.ndarray, *, enter: bool, leave: bool
-) -> np.ndarray:
-    """Viterbi over one run of frames between unvoiced frames; returns the column per frame."""
-    n, k = score.shape
-    # Transition costs from frame i-1 (axis 1) to frame i (axis 2), for all frames at once.
-    both = is_v[:-1, :, None] & is_v[1:, None, :]
-    jump = OCTAVE_JUMP_COST * np.abs(log_f[:-1, :, None] - log_f[1:, None, :])
-    cost = np.where(both, jump, VOICED_UNVOICED_COST * (is_v[:-1, :, None] != is_v[1:, None, :]))
-    back = np.zeros((n, k), dtype=np.int64)
-    cols = np.arange(k)
-    total = score[0] - VOICED_UNVOICED_COST * (is_v[0] & enter)
-    for i in range(1, n):
-        step = total[:, None] - cost[i - 1]
-        back[i] = best = step.argmax(axis=0)
-        total = step[best, cols] + score[i]
-    total = total - VOICED_UNVOICED_COST * (is_v[-1] & leave)
-    path = np.empty(n, dtype=np.int64)
-    path[-1] = int(total.argmax())
-    for i in range(n - 1, 0, -1):
-        path[i - 1] = back[i, path[i]]
-    return path
+    """F0 contour on the 10 ms grid (the shared tracker, :func:`pitch.track_pitch`)."""
+    track = pitch.track_pitch(samples, sr, fmin_hz=fmin_hz, fmax_hz=fmax_hz)
+    return PitchContour(times_s=track.times_s, f0_hz=track.f0_hz, voiced=track.voiced)
 
 
 def _pitch_stats(contour: PitchContour, speech: np.ndarray) -> PitchStats:
@@ -390,19 +245,12 @@ def _pitch_stats(contour: PitchContour, speech: np.ndarray) -> PitchStats:
 
 def _frame_rms(samples: np.ndarray, sr: int, *, frame_s: float = RMS_FRAME_S) -> np.ndarray:
     """RMS level in dBFS of ``frame_s`` rectangular frames centred at ``i * 10 ms``."""
-    frame = max(1, int(round(frame_s * sr)))
-    hop = int(round(HOP_S * sr))
-    n = max(1, -(-len(samples) // hop))
-    padded = np.pad(np.asarray(samples, dtype=np.float64), (frame // 2, frame // 2 + hop))
-    csum = np.concatenate(([0.0], np.cumsum(padded * padded)))
-    starts = np.arange(n) * hop
-    power = (csum[starts + frame] - csum[starts]) / frame
-    return 10.0 * np.log10(np.maximum(power, 1e-12))
+    return pitch.frame_rms_db(samples, sr, frame_s=frame_s)
 
 
 def _syllable_level(samples: np.ndarray, sr: int) -> np.ndarray:
     """Smoothed level contour (dB) for syllable nuclei and pauses, on the 10 ms grid."""
-    taps = max(3, int(round(NUCLEUS_SMOOTH_S / HOP_S)) | 1)
+    taps = max(3, round(NUCLEUS_SMOOTH_S / HOP_S) | 1)
     kernel = np.hanning(taps + 2)[1:-1]
     power = 10.0 ** (_frame_rms(samples, sr, frame_s=HOP_S) / 10.0)
     smooth = np.convolve(power, kernel / kernel.sum(), mode="same")
