@@ -21,7 +21,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _benchlib import (  # noqa: E402  (before NumPy: the pinning must precede its import)
-    CLIP_S, DEFAULT_CLIP, REPO, SR, cpu_model, five_second_clip, limit_threads, pin_one_core, timed,
+    CLIP_S,
+    DEFAULT_CLIP,
+    REPO,
+    SR,
+    cpu_model,
+    five_second_clip,
+    limit_threads,
+    pin_one_core,
+    timed,
 )
 
 pin_one_core()

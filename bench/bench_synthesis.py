@@ -36,25 +36,27 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 import numpy as np  # noqa: E402
-
 from _benchlib import cpu_model  # noqa: E402
 from build_full_size import build_full_size  # noqa: E402
+
 from personalization_engine.audio_io import load_audio  # noqa: E402
-from personalization_engine.qwen_adapter import fixed_min_frames, import_qwen_tts  # noqa: E402
+from personalization_engine.rates import FRAMES_PER_S, SAMPLES_PER_FRAME, TTS_SAMPLE_RATE  # noqa: E402
+from personalization_engine.tts.runtime import fixed_min_frames, import_qwen_tts  # noqa: E402
 
 VOICES = REPO.parent / "shared" / "data" / "voices"
 REF = VOICES / "LJ001-0004.flac"
 REF_TEXT = "produced the block books, which were the immediate predecessors of the true printed book,"
 TEXT = "Please call Stella and ask her to bring these things with her from the store."
-FPS = 12.5
+FPS = FRAMES_PER_S
 PATHS = ("ours", "ours-stream", "plain", "plain+prompt")
 
 
@@ -73,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = _header(argv)
     _emit(lines, f"{'model':6s} {'mode':8s} {'path':13s} {'frames':>6s} {'wall_s':>8s} {'frames/s':>9s} {'RTF':>7s} "
                  f"{'TTFA_s':>7s} {'peak_GB':>8s} {'x_plain':>7s}")
-    ref_samples, ref_sr = load_audio(REF, sample_rate=24_000)
+    ref_samples, ref_sr = load_audio(REF, sample_rate=TTS_SAMPLE_RATE)
     for size in args.sizes:
         t0 = time.perf_counter()
         model = build_full_size(size)
@@ -116,10 +118,12 @@ def _bench_mode(model: Any, size: str, mode: str, ref: tuple[np.ndarray, int], a
         return total, float(first)
 
     def plain(frames: int) -> tuple[int, float]:
-        return _plain_run(qwen, frames, lambda **kw: qwen.generate_voice_clone(TEXT, language="Auto", ref_audio=ref, **plain_kwargs, **kw))
+        return _plain_run(qwen, frames, lambda **kw: qwen.generate_voice_clone(
+            TEXT, language="Auto", ref_audio=ref, **plain_kwargs, **kw))
 
     def plain_prompt(frames: int) -> tuple[int, float]:
-        return _plain_run(qwen, frames, lambda **kw: qwen.generate_voice_clone(TEXT, language="Auto", voice_clone_prompt=items, **kw))
+        return _plain_run(qwen, frames, lambda **kw: qwen.generate_voice_clone(
+            TEXT, language="Auto", voice_clone_prompt=items, **kw))
 
     every = {"ours": ours, "ours-stream": ours_stream, "plain": plain, "plain+prompt": plain_prompt}
     paths = [(name, every[name]) for name in PATHS if name in args.paths]
@@ -142,7 +146,9 @@ def _bench_mode(model: Any, size: str, mode: str, ref: tuple[np.ndarray, int], a
         ttfa = statistics.median(t for _, t, _ in runs)
         peak = max(m for _, _, m in runs)
         # Paired: run i of every path ran back to back, so the ratio cancels drifting load.
-        ratio = statistics.median(w / p for (w, _, _), p in zip(runs, plain_walls)) if plain_walls else float("nan")
+        # (strict=False: a path that failed part-way has fewer runs; the paired ones still compare)
+        pairs = zip(runs, plain_walls, strict=False)
+        ratio = statistics.median(w / p for (w, _, _), p in pairs) if plain_walls else float("nan")
         _emit(lines, f"{size:6s} {mode:8s} {name:13s} {n:6d} {wall:8.2f} {n / wall:9.2f} {wall / (n / FPS):7.2f} "
                      f"{ttfa:7.2f} {peak:8.2f} {ratio:7.2f}")
     _emit(lines, f"# {size} {mode}: load now {_load()}")
@@ -156,13 +162,14 @@ def _plain_run(qwen: Any, frames: int, call: Callable[..., tuple[list[np.ndarray
     with torch.random.fork_rng(devices=[]), fixed_min_frames(qwen.model.talker, frames):
         torch.manual_seed(0)
         wavs, sr = call(max_new_tokens=frames + 1)
-    return int(round(len(wavs[0]) / 1920)), time.perf_counter() - t0  # no audio before the end
+    return int(round(len(wavs[0]) / SAMPLES_PER_FRAME)), time.perf_counter() - t0  # no audio before the end
 
 
 def _header(argv: list[str] | None) -> list[str]:
+    from importlib.metadata import version
+
     import torch
     import transformers
-    from importlib.metadata import version
 
     cmd = " ".join([".venv/bin/python", "bench/bench_synthesis.py"] + (argv if argv is not None else sys.argv[1:]))
     return [
@@ -199,7 +206,7 @@ def _peak_rss_gb() -> float:
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) * 1024 / 1e9
-    from personalization_engine.qwen_adapter import process_peak_rss_gb
+    from personalization_engine.tts.runtime import process_peak_rss_gb
 
     return process_peak_rss_gb()
 

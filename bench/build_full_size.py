@@ -31,8 +31,9 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from personalization_engine import _qwen_tiny  # noqa: E402
-from personalization_engine.qwen_adapter import MODEL_ALIASES, TTSModel, import_qwen_tts  # noqa: E402
+from personalization_engine.tts import MODEL_ALIASES, TTSModel  # noqa: E402
+from personalization_engine.tts import tiny as _qwen_tiny  # noqa: E402
+from personalization_engine.tts.runtime import import_qwen_tts  # noqa: E402
 
 CONFIGS = REPO.parent / "shared" / "qwen3_tts_configs"
 #: First special-token id of the hub tokenizer (<|endoftext|>).
@@ -59,7 +60,8 @@ def build_full_size(size: str = "0.6b", *, configs_dir: Path = CONFIGS, seed: in
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = Qwen3TTSForConditionalGeneration(Qwen3TTSConfig(**cfg))
-        speech = Qwen3TTSTokenizerV2Model(Qwen3TTSTokenizerV2Config(**_json(folder / "speech_tokenizer" / "config.json")))
+        speech_cfg = Qwen3TTSTokenizerV2Config(**_json(folder / "speech_tokenizer" / "config.json"))
+        speech = Qwen3TTSTokenizerV2Model(speech_cfg)
         _qwen_tiny.randomize_codebooks(speech)
         _qwen_tiny.rescale_codec_decoder(speech)
     model.load_speech_tokenizer(_speech_tokenizer_wrapper(qwen_tts, speech, folder))

@@ -28,7 +28,7 @@ _LAZY = {
     "extract_features": "feature_extractor",
     "EmotionDetector": "emotion_detector",
     "build_fingerprint": "fingerprint",
-    "load_model": "qwen_adapter",
+    "load_model": "tts",
 }
 
 

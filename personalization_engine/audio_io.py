@@ -196,14 +196,14 @@ def speech_segments(mask: np.ndarray) -> list[tuple[int, int]]:
     """(start, stop) frame index pairs of the runs of True in ``mask``."""
     padded = np.concatenate(([False], mask, [False])).astype(np.int8)
     edges = np.flatnonzero(np.diff(padded))
-    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2])]
+    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True)]
 
 
 def _bridge(mask: np.ndarray, max_gap: int) -> np.ndarray:
     """Fill runs of False shorter than ``max_gap`` frames that lie between two True runs."""
     out = mask.copy()
     segs = speech_segments(mask)
-    for (_, stop), (start, _) in zip(segs[:-1], segs[1:]):
+    for (_, stop), (start, _) in zip(segs[:-1], segs[1:], strict=True):
         if start - stop < max_gap:
             out[stop:start] = True
     return out

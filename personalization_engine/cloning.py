@@ -22,9 +22,6 @@ from .schema import GenerationResult, ModelInfo, ReferenceInfo, SynthesisTimings
 
 _LOGGER = logging.getLogger(__name__)
 
-#: Codec frames per second of audio (Qwen3-TTS 12 Hz tokenizer: 12.5 frames/s).
-FRAMES_PER_S = 12.5
-
 ChunkCallback = Callable[[GenerationResult, "SynthesisProgress"], None]
 
 
@@ -79,7 +76,8 @@ def model_info(model: Any, voice: Any, *, seed: int | None) -> ModelInfo:
 def supports_streaming(model: Any) -> bool:
     """True when ``model.generate`` takes ``stream=True`` (chunks as codec frames are made)."""
     try:
-        return "stream" in inspect.signature(model.generate).parameters
+        params = inspect.signature(model.generate).parameters
+        return "stream" in params or "options" in params  # tts.TTSModel: stream is a GenerateOptions field
     except (AttributeError, TypeError, ValueError):  # no generate, or a builtin without a signature
         return False
 
@@ -98,7 +96,7 @@ def synthesize(
 
     With ``stream`` (and a model that supports it, see :func:`supports_streaming`) the chunks
     are pieces of a segment, yielded as codec frames are made; otherwise one chunk per segment.
-    Either way each chunk's ``extra["pause_after_s"]`` is the silence that follows it, and the
+    Either way each chunk's ``pause_after_s`` is the silence that follows it, and the
     joined result is the whole utterance. Its ``processing_time_s`` is the wall time from this
     call to the last chunk; the progress's ``time_to_first_audio_s`` is the wall time to the
     first chunk with audio. ``KeyboardInterrupt`` closes the generator (the model stays usable)
@@ -128,7 +126,7 @@ def synthesize(
             close()
     if not chunks or not any(len(c.audio) for c in chunks):
         raise SynthesisError(f"the model produced no audio for {text[:40]!r}; try a longer or different line.")
-    from .qwen_adapter import join_results  # segments joined with their pauses
+    from .tts import join_results  # segments joined with their pauses
 
     joined = join_results(chunks, text=text, similarity=lambda audio: _similarity(model, voice, audio, chunks[0].sample_rate))
     wall = progress.elapsed_s

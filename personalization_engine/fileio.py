@@ -1,4 +1,4 @@
-"""The one place files are committed: atomic writes, no-replace moves, directory fsync, sha256.
+"""The one place files are committed: atomic writes, no-replace moves, folder swaps, fsync, sha256.
 
 Every writer of the engine (output pairs, saved voices, the voice library, the emotion model)
 goes through these functions, so that a crash, a full disk or Ctrl-C never leaves a half-written
@@ -11,6 +11,7 @@ import errno
 import hashlib
 import logging
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -70,6 +71,32 @@ def move_noreplace(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> 
         os.replace(src, dst)
         return
     os.unlink(src)
+
+
+def replace_dir(build: str | os.PathLike[str], final: str | os.PathLike[str]) -> None:
+    """Put the finished folder ``build`` in place as ``final``, replacing an older ``final``.
+
+    ``build`` must be a sibling of ``final`` (same file system), its files already fsynced.
+    Without an old folder this is one atomic rename. With one, the old folder is first renamed
+    aside to a hidden ``.NAME.old-PID``, then ``build`` takes its name, then the old one is
+    deleted; if the second rename fails, the old folder is put back. (POSIX has no portable
+    atomic exchange of two folders; a crash between the renames leaves the old voice intact
+    under the hidden name, never a half-built one under ``final``.) The parent is fsynced.
+    """
+    build, final = Path(build), Path(final)
+    old = None
+    if final.exists():
+        old = final.with_name(f".{final.name}.old-{os.getpid()}")
+        os.rename(final, old)
+    try:
+        os.rename(build, final)
+    except BaseException:
+        if old is not None:
+            os.rename(old, final)
+        raise
+    fsync_dir(final.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def fsync_dir(folder: str | os.PathLike[str]) -> None:

@@ -3,12 +3,15 @@
 A *fingerprint* records what made a cloned line and how it came out: the text, the reference
 voice and its Voice DNA, the clone's own Voice DNA and emotion, the speaker similarity, the
 model and the timings. :func:`build_fingerprint` assembles it; :func:`write_pair` writes it
-beside the audio. The JSON layout is validated by ``fingerprint.schema.json`` (draft 2020-12).
+beside the audio; :func:`verify_pair` reads it back (``Fingerprint.from_dict``) after checking
+the wav's hash. The layout is written by the records' ``to_dict`` in ``schema.py`` and described
+for consumers by ``fingerprint.schema.json`` (draft 2020-12); ``tests/test_schema.py`` proves
+the two agree key by key.
 
 Writing is all-or-nothing. A stem is reserved with an ``O_CREAT | O_EXCL`` lock file, both files
 are written to hidden temporary names in the same folder and fsynced, then the wav and the json
-are moved to their final names without replacing anything (a hard link, or a checked rename
-where links are unsupported) and the folder is fsynced. Any failure, Ctrl-C included, removes
+are moved to their final names without replacing anything (``fileio.move_noreplace``) and the
+folder is fsynced. Any failure, Ctrl-C included, removes
 the temporary files and an already-moved wav, so a wav without its json never remains and an
 existing file is never overwritten.
 """
@@ -16,35 +19,42 @@ existing file is never overwritten.
 from __future__ import annotations
 
 import errno
-import hashlib
 import io
 import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .errors import OutputWriteError, PersonalizationError
+from .fileio import fsync_dir, move_noreplace, sha256_bytes, sha256_file, write_new_synced
+from .rates import TTS_SAMPLE_RATE
 from .schema import (
     Fingerprint,
     GenerationResult,
     ModelInfo,
     OutputAudio,
+    ProfileComparison,
     ReferenceInfo,
     SynthesisTimings,
+    VoiceProfile,
 )
+
+if TYPE_CHECKING:
+    from .emotion_detector import EmotionDetector
 
 _LOGGER = logging.getLogger(__name__)
 
 #: The JSON Schema of the fingerprint file, shipped beside this module.
 SCHEMA_PATH = Path(__file__).with_name("fingerprint.schema.json")
-#: Sample rate of every written wav (Hz): Qwen3-TTS's codec decodes at 24 kHz.
-OUTPUT_SAMPLE_RATE = 24_000
+#: Sample rate of every written wav (Hz): the rate the Qwen3-TTS codec decodes at.
+OUTPUT_SAMPLE_RATE = TTS_SAMPLE_RATE
 #: Stems tried within one millisecond before giving up (100 lines per ms is far beyond need).
 MAX_COUNTER = 100
 
@@ -75,7 +85,7 @@ def build_fingerprint(
     language: str = "auto",
     similarity: float | None = None,
     analyze_output: bool = True,
-    detector: Any | None = None,
+    detector: EmotionDetector | None = None,
 ) -> Fingerprint:
     """Assemble the fingerprint of one synthesized line (its audio is analysed here).
 
@@ -102,7 +112,10 @@ def build_fingerprint(
     Fingerprint
         With ``audio`` unset: :func:`write_pair` fills it in.
     """
-    profile, error, emotion_note, elapsed = None, "not analysed (output analysis was turned off)", None, None
+    profile: VoiceProfile | None = None
+    error: str | None = "not analysed (output analysis was turned off)"
+    emotion_note: str | None = None
+    elapsed: float | None = None
     if analyze_output:
         profile, error, emotion_note, elapsed = _analyze(result.audio, result.sample_rate, detector)
     sim = similarity if similarity is not None else result.similarity
@@ -117,10 +130,13 @@ def build_fingerprint(
         output_profile=profile,
         output_analysis_error=error,
         output_emotion_unavailable=emotion_note,
+        comparison=ProfileComparison.between(reference.profile, profile),
     )
 
 
-def _analyze(audio: np.ndarray, sr: int, detector: Any | None) -> tuple[Any, str | None, str | None, float]:
+def _analyze(
+    audio: np.ndarray, sr: int, detector: EmotionDetector | None
+) -> tuple[VoiceProfile | None, str | None, str | None, float]:
     """(profile, error, emotion note, seconds) for the clone's audio; never raises on bad audio."""
     from .analysis import analyze_voice, emotion_unavailable_reason
 
@@ -182,19 +198,19 @@ def write_pair(
     tmp_wav, tmp_json = folder / f".{stem}.wav.tmp", folder / f".{stem}.json.tmp"
     moved: list[Path] = []
     try:
-        _write_synced(tmp_wav, wav_bytes)
+        write_new_synced(tmp_wav, wav_bytes)
         _hook(fault_hook, "wav_tmp")
-        info = OutputAudio(final_wav.name, hashlib.sha256(wav_bytes).hexdigest(), duration_s, OUTPUT_SAMPLE_RATE)
+        info = OutputAudio(final_wav.name, sha256_bytes(wav_bytes), duration_s, OUTPUT_SAMPLE_RATE)
         done = replace(fingerprint, audio=info)
         text = json.dumps(done.to_dict(), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
-        _write_synced(tmp_json, text.encode("utf-8"))
+        write_new_synced(tmp_json, text.encode("utf-8"))
         _hook(fault_hook, "json_tmp")
-        _move_noreplace(tmp_wav, final_wav)
+        move_noreplace(tmp_wav, final_wav)
         moved.append(final_wav)
         _hook(fault_hook, "wav_final")
-        _move_noreplace(tmp_json, final_json)
+        move_noreplace(tmp_json, final_json)
         moved.append(final_json)
-        _fsync_dir(folder)
+        fsync_dir(folder)
     except BaseException as exc:
         _discard([tmp_wav, tmp_json, *moved])
         if isinstance(exc, OSError):
@@ -245,40 +261,6 @@ def _reserve_stem(folder: Path, prefix: str, now: datetime | None = None) -> tup
     raise OutputWriteError(f"no free file name for {prefix}_{stamp}_NN in {folder} (all {MAX_COUNTER} taken).")
 
 
-def _write_synced(path: Path, data: bytes) -> None:
-    """Write a new file (never an existing one) and fsync it."""
-    with open(path, "xb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _move_noreplace(src: Path, dst: Path) -> None:
-    """Give ``src`` the name ``dst`` atomically, failing if ``dst`` exists."""
-    try:
-        os.link(src, dst)  # atomic, and refuses to replace an existing file
-    except FileExistsError:
-        raise
-    except OSError as exc:  # no hard links here (some network or FAT file systems)
-        _LOGGER.debug("hard link unsupported (%s); using a checked rename", exc)
-        if dst.exists():
-            raise FileExistsError(errno.EEXIST, "file exists", str(dst)) from exc
-        os.replace(src, dst)
-        return
-    os.unlink(src)
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the renames durable (not possible, and not needed, on Windows)."""
-    if os.name == "nt":
-        return
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _discard(paths: list[Path]) -> None:
     for p in paths:
         try:
@@ -308,24 +290,27 @@ def _reason(exc: OSError) -> str:
     return f"{exc.strerror or exc} ({advice.get(exc.errno or 0, 'check the folder and try again.')})"
 
 
-def verify_pair(json_path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a fingerprint and check that its wav exists and matches its SHA-256.
+def verify_pair(json_path: str | os.PathLike[str]) -> Fingerprint:
+    """Read a fingerprint, check that its wav exists and matches its SHA-256, and return it.
 
     Raises
     ------
     OutputWriteError
-        The json is unreadable, or the wav is missing or differs from the recorded hash.
+        The json is unreadable or not a fingerprint, or the wav is missing or differs from the
+        recorded hash.
     """
     path = Path(json_path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        wav = path.with_name(data["audio"]["file"])
-        digest = hashlib.sha256(wav.read_bytes()).hexdigest()
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise OutputWriteError(f"{path}: not a readable output pair ({exc}).") from exc
-    if digest != data["audio"]["sha256"]:
+        fingerprint = Fingerprint.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        if fingerprint.audio is None:  # from_dict always fills it; this narrows the type
+            raise ValueError("no audio section")
+        wav = path.with_name(fingerprint.audio.file)
+        digest = sha256_file(wav)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise OutputWriteError(f"{path}: not a readable output pair ({type(exc).__name__}: {exc}).") from exc
+    if digest != fingerprint.audio.sha256:
         raise OutputWriteError(f"{wav}: SHA-256 {digest[:12]}... differs from its fingerprint; the file changed.")
-    return dict(data)
+    return fingerprint
 
 
 def load_schema() -> dict[str, Any]:

@@ -12,8 +12,9 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -110,9 +111,9 @@ class Player:
         if self._keep_open:
             with self._stream_lock:
                 if self._stream is None:
-                    self._open_stream(self._sample_rate)
+                    stream = self._open_stream(self._sample_rate)
                     try:
-                        self._stream.start()
+                        stream.start()
                     except Exception as exc:  # sounddevice.PortAudioError: a busy or vanished device
                         self._close_stream(drain=False)
                         raise DeviceError(f"cannot start playback on {self.device.name!r}: {exc}; choose "
@@ -294,12 +295,13 @@ class Player:
         while not self._running() and time.monotonic() < end and self._stream is not None and self._stream.active:
             time.sleep(0.005)
 
-    def _open_stream(self, sample_rate: int) -> None:
-        """Open (not start) the stream; call with ``_stream_lock`` held."""
+    def _open_stream(self, sample_rate: int) -> Any:
+        """Open (not start) the stream and return it; call with ``_stream_lock`` held."""
         self._stream = _open_output(self._device_spec, sample_rate, self._callback)
         self._out_rate = int(self._stream.samplerate)
         self._latency = float(self._stream.latency)
         self._frames_out = 0
+        return self._stream
 
     def _close_if_idle(self) -> None:
         with self._stream_lock:
@@ -311,7 +313,8 @@ class Player:
 
     def _close_stream(self, *, drain: bool) -> None:
         """Close the stream (call with ``_stream_lock`` held); aborting drops buffered sound."""
-        self._stream = _close_stream(self._stream, drain=drain)
+        _close_stream(self._stream, drain=drain)
+        self._stream = None
 
     # ---- the device's side: PortAudio's callback thread
 

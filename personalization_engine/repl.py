@@ -1077,7 +1077,7 @@ def _feed_chunk(player: playback.Player, chunk: GenerationResult) -> None:
         return
     try:
         player.feed(chunk.audio, chunk.sample_rate, final=chunk.is_final)
-        pause = float(chunk.extra.get("pause_after_s", 0.0) or 0.0)
+        pause = float(chunk.pause_after_s)
         if pause > 0 and not chunk.is_final:
             player.pause(pause)
     except DeviceError as exc:

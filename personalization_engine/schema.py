@@ -8,29 +8,40 @@ Data flow::
     VoiceProfile = ProsodyFeatures + EmotionEstimate
 
 Every record is a frozen dataclass with ``to_dict`` returning plain JSON types (NumPy values
-become Python floats, contours become lists), so JSON outputs are stable and easy to diff.
-Units are in the field names (``_hz``, ``_s``, ``_db``).
+become Python floats, contours become lists), so JSON outputs are stable and easy to diff, and
+``from_dict`` reading it back. ``from_dict(to_dict())`` gives a record whose ``to_dict`` is the
+same dict: values are rounded once, when first written, and derived values (``range_hz``, the
+comparison) are computed from what is written. Units are in the field names (``_hz``, ``_s``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
-#: Emotion labels, in the order used by every probability vector of the engine.
-EMOTION_LABELS: tuple[str, ...] = ("calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")
+from ._profile_records import (
+    EMOTION_LABELS,
+    EmotionEstimate,
+    EnergyStats,
+    PitchContour,
+    PitchStats,
+    ProsodyFeatures,
+    RateStats,
+    StressPoint,
+    VoiceProfile,
+    _f,
+    _opt,
+    _profile_from_parts,
+)
 
-
-def _f(x: float | np.floating | None, nd: int = 4) -> float | None:
-    """A plain, rounded float for JSON (None and NaN become None)."""
-    if x is None:
-        return None
-    v = float(x)
-    if not np.isfinite(v):
-        return None
-    return round(v, nd)
+__all__ = [
+    "EMOTION_LABELS", "FINGERPRINT_SCHEMA_VERSION", "AudioClip", "EmotionEstimate", "EnergyStats", "Fingerprint",
+    "GenerationResult", "ModelInfo", "OutputAudio", "PitchContour", "PitchStats", "ProfileComparison",
+    "ProsodyFeatures", "RateStats", "ReferenceInfo", "StressPoint", "SynthesisTimings", "VoiceProfile",
+]
 
 
 @dataclass(frozen=True)
@@ -65,186 +76,6 @@ class AudioClip:
 
 
 @dataclass(frozen=True)
-class PitchContour:
-    """Frame-wise F0 track."""
-
-    times_s: np.ndarray
-    """Frame centre times (s)."""
-    f0_hz: np.ndarray
-    """F0 per frame in Hz; NaN where unvoiced."""
-    voiced: np.ndarray
-    """Boolean voicing decision per frame."""
-
-
-@dataclass(frozen=True)
-class PitchStats:
-    """Pitch statistics over voiced frames, plus the contour they come from."""
-
-    median_hz: float
-    mean_hz: float
-    std_hz: float
-    p5_hz: float
-    p95_hz: float
-    range_semitones: float
-    """12 * log2(p95 / p5)."""
-    voiced_fraction: float
-    """Voiced frames / frames inside the speech span."""
-    register: str
-    """bass / baritone / tenor / alto / mezzo / soprano (see feature_extractor.REGISTER_BOUNDS_HZ)."""
-    contour: PitchContour
-
-    def to_dict(self, *, contour: bool = False) -> dict[str, Any]:
-        d: dict[str, Any] = {
-            "median_hz": _f(self.median_hz, 2),
-            "mean_hz": _f(self.mean_hz, 2),
-            "std_hz": _f(self.std_hz, 2),
-            "p5_hz": _f(self.p5_hz, 2),
-            "p95_hz": _f(self.p95_hz, 2),
-            "range_hz": _f(self.p95_hz - self.p5_hz, 2),
-            "range_semitones": _f(self.range_semitones, 2),
-            "voiced_fraction": _f(self.voiced_fraction, 3),
-            "register": self.register,
-        }
-        if contour:
-            d["contour"] = {
-                "times_s": [round(float(t), 3) for t in self.contour.times_s],
-                "f0_hz": [_f(v, 1) for v in self.contour.f0_hz],
-            }
-        return d
-
-
-@dataclass(frozen=True)
-class StressPoint:
-    """A prominent syllable nucleus."""
-
-    time_s: float
-    prominence: float
-    """Relative prominence in [0, 1] from energy and pitch (1 = most prominent of the clip)."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"time_s": _f(self.time_s, 3), "prominence": _f(self.prominence, 3)}
-
-
-@dataclass(frozen=True)
-class EnergyStats:
-    """RMS energy contour and the stress pattern."""
-
-    mean_db: float
-    """Mean RMS level over speech frames (dBFS)."""
-    dynamic_range_db: float
-    """p95 - p5 of the RMS level over speech frames (dB)."""
-    times_s: np.ndarray
-    rms_db: np.ndarray
-    """RMS contour in dBFS."""
-    stress: tuple[StressPoint, ...] = ()
-
-    def to_dict(self, *, contour: bool = False) -> dict[str, Any]:
-        d: dict[str, Any] = {
-            "mean_db": _f(self.mean_db, 2),
-            "dynamic_range_db": _f(self.dynamic_range_db, 2),
-            "stress": [s.to_dict() for s in self.stress],
-        }
-        if contour:
-            d["contour"] = {
-                "times_s": [round(float(t), 3) for t in self.times_s],
-                "rms_db": [_f(v, 1) for v in self.rms_db],
-            }
-        return d
-
-
-@dataclass(frozen=True)
-class RateStats:
-    """Speaking rate in the spirit of de Jong & Wempe (2009)."""
-
-    syllable_count: int
-    syllables_per_s: float
-    """Syllables / whole (trimmed) clip duration."""
-    articulation_rate: float
-    """Syllables / speech duration (pauses excluded), syllables per second."""
-    pause_count: int
-    pause_ratio: float
-    """Pause time / clip duration."""
-    speech_duration_s: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "syllable_count": int(self.syllable_count),
-            "syllables_per_s": _f(self.syllables_per_s, 3),
-            "articulation_rate": _f(self.articulation_rate, 3),
-            "pause_count": int(self.pause_count),
-            "pause_ratio": _f(self.pause_ratio, 3),
-            "speech_duration_s": _f(self.speech_duration_s, 3),
-        }
-
-
-@dataclass(frozen=True)
-class ProsodyFeatures:
-    """The "Voice DNA" of one clip: pitch, energy/stress and speaking rate."""
-
-    duration_s: float
-    speech_duration_s: float
-    sample_rate: int
-    pitch: PitchStats
-    energy: EnergyStats
-    rate: RateStats
-
-    def to_dict(self, *, contours: bool = False) -> dict[str, Any]:
-        return {
-            "duration_s": _f(self.duration_s, 3),
-            "speech_duration_s": _f(self.speech_duration_s, 3),
-            "sample_rate": int(self.sample_rate),
-            "pitch": self.pitch.to_dict(contour=contours),
-            "energy": self.energy.to_dict(contour=contours),
-            "rate": self.rate.to_dict(),
-        }
-
-
-@dataclass(frozen=True)
-class EmotionEstimate:
-    """The emotion detector's answer for one clip."""
-
-    label: str
-    probability: float
-    distribution: dict[str, float]
-    """Probability of each of EMOTION_LABELS (sums to 1)."""
-    uncertain: bool = False
-    """True when ``probability`` is below the detector's documented threshold."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "label": self.label,
-            "probability": _f(self.probability, 4),
-            "distribution": {k: _f(v, 4) for k, v in self.distribution.items()},
-            "uncertain": bool(self.uncertain),
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "EmotionEstimate":
-        return cls(
-            label=str(d["label"]),
-            probability=float(d["probability"]),
-            distribution={str(k): float(v) for k, v in d["distribution"].items()},
-            uncertain=bool(d.get("uncertain", False)),
-        )
-
-
-@dataclass(frozen=True)
-class VoiceProfile:
-    """Everything the analysis layer knows about a voice: Voice DNA plus emotion."""
-
-    prosody: ProsodyFeatures
-    emotion: EmotionEstimate | None = None
-    analysis_time_s: float = 0.0
-
-    def to_dict(self, *, contours: bool = False) -> dict[str, Any]:
-        d = self.prosody.to_dict(contours=contours)
-        if self.emotion is not None:
-            d["emotion"] = self.emotion.to_dict()
-        d["analysis_time_s"] = _f(self.analysis_time_s, 4)
-        return d
-
-
-@dataclass(frozen=True)
 class GenerationResult:
     """One segment (or chunk) of synthesized audio, shaped after mlx-audio's record.
 
@@ -268,6 +99,19 @@ class GenerationResult:
     """Cosine similarity of the speaker embedding of ``audio`` to the voice's (None if unknown)."""
     time_to_first_audio_s: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    pause_after_s: float = 0.0
+    """Silence to leave after this record (s): the segment's pause on its last record, 0 on
+    earlier chunks and after the text's last segment (``synthesize`` inserts it)."""
+    segment_final: bool = True
+    """The segment's last record (always, when not streaming); only it has the pause and the
+    segment's ``similarity``."""
+    chunk_idx: int = 0
+    """Index of this streamed chunk within its segment (0 when not streaming)."""
+    frame_start: int = 0
+    """The segment's frame index at which this chunk's frames begin (0 when not streaming)."""
+    hit_budget: bool = False
+    """The segment stopped at its frame budget, not at end-of-speech (set on its last record;
+    on a joined result: any segment did)."""
 
     @property
     def duration_s(self) -> float:
@@ -282,6 +126,10 @@ class GenerationResult:
 
 #: Version of the fingerprint JSON layout; ``fingerprint.schema.json`` validates it.
 #: Bump the minor number for added optional fields, the major one for anything else.
+#: The layout is written once, by the ``to_dict`` methods below; the schema file only describes
+#: it (with the patterns, ranges and enums a dataclass cannot state), and
+#: ``tests/test_schema.py`` fails when the two differ by a single key at any level. Generating
+#: the schema instead would restate those constraints in field metadata: the same two copies.
 FINGERPRINT_SCHEMA_VERSION = "1.0"
 
 
@@ -313,6 +161,12 @@ class ReferenceInfo:
             "emotion_unavailable": self.emotion_unavailable,
         }
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ReferenceInfo:
+        return cls(name=str(d["name"]), kind=str(d["kind"]), sha256=d.get("sha256"), transcript=d.get("transcript"),
+                   profile=_profile_from_parts(d.get("voice_dna"), d.get("emotion")),
+                   emotion_unavailable=d.get("emotion_unavailable"))
+
 
 @dataclass(frozen=True)
 class ModelInfo:
@@ -338,6 +192,12 @@ class ModelInfo:
             "mode": self.mode,
             "seed": None if self.seed is None else int(self.seed),
         }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelInfo:
+        seed = d.get("seed")
+        return cls(model_id=str(d["id"]), size=str(d["size"]), dtype=str(d["dtype"]), device=str(d["device"]),
+                   mode=str(d["mode"]), seed=None if seed is None else int(seed), kind=str(d.get("kind", "base")))
 
 
 @dataclass(frozen=True)
@@ -365,6 +225,12 @@ class SynthesisTimings:
             "output_analysis_s": _f(self.output_analysis_s),
         }
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SynthesisTimings:
+        return cls(synthesis_s=float(d["synthesis_s"]), real_time_factor=float(d["real_time_factor"]),
+                   time_to_first_audio_s=_opt(d, "time_to_first_audio_s"), analysis_s=_opt(d, "analysis_s"),
+                   prompt_s=_opt(d, "prompt_s"), output_analysis_s=_opt(d, "output_analysis_s"))
+
 
 @dataclass(frozen=True)
 class OutputAudio:
@@ -387,6 +253,59 @@ class OutputAudio:
             "channels": 1,
         }
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> OutputAudio:
+        """Read :meth:`to_dict`'s output (format, subtype and channels are always WAV, PCM_16, 1)."""
+        return cls(file=str(d["file"]), sha256=str(d["sha256"]), duration_s=float(d["duration_s"]),
+                   sample_rate=int(d["sample_rate"]))
+
+
+@dataclass(frozen=True)
+class ProfileComparison:
+    """How a clone's Voice DNA and emotion compare with its reference's (None: not measurable)."""
+
+    pitch_median_semitones: float | None = None
+    """12 * log2(clone median F0 / reference median F0)."""
+    pitch_range_ratio: float | None = None
+    """Clone pitch range / reference pitch range (both in semitones)."""
+    speaking_rate_ratio: float | None = None
+    """Clone syllables per second / reference syllables per second."""
+    energy_mean_db_diff: float | None = None
+    """Clone mean level - reference mean level (dB)."""
+    emotion_match: bool | None = None
+    """Both have an emotion estimate, with the same label."""
+
+    @classmethod
+    def between(cls, ref: VoiceProfile | None, out: VoiceProfile | None) -> ProfileComparison:
+        """Compare two profiles at full precision (rounded only by :meth:`to_dict`)."""
+        if ref is None or out is None:
+            return cls()
+        rp, op = ref.prosody, out.prosody
+        semitones = ratio = rate = None
+        if rp.pitch.median_hz > 0 and op.pitch.median_hz > 0:
+            semitones = float(12.0 * np.log2(op.pitch.median_hz / rp.pitch.median_hz))
+        if rp.pitch.range_semitones > 0:
+            ratio = op.pitch.range_semitones / rp.pitch.range_semitones
+        if rp.rate.syllables_per_s > 0:
+            rate = op.rate.syllables_per_s / rp.rate.syllables_per_s
+        match = None if ref.emotion is None or out.emotion is None else ref.emotion.label == out.emotion.label
+        return cls(semitones, ratio, rate, op.energy.mean_db - rp.energy.mean_db, match)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "pitch_median_semitones": _f(self.pitch_median_semitones, 2),
+            "pitch_range_ratio": _f(self.pitch_range_ratio, 3),
+            "speaking_rate_ratio": _f(self.speaking_rate_ratio, 3),
+            "energy_mean_db_diff": _f(self.energy_mean_db_diff, 2),
+            "emotion_match": self.emotion_match,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ProfileComparison:
+        match = d.get("emotion_match")
+        return cls(_opt(d, "pitch_median_semitones"), _opt(d, "pitch_range_ratio"), _opt(d, "speaking_rate_ratio"),
+                   _opt(d, "energy_mean_db_diff"), None if match is None else bool(match))
+
 
 @dataclass(frozen=True)
 class Fingerprint:
@@ -407,12 +326,15 @@ class Fingerprint:
     output_emotion_unavailable: str | None = None
     audio: OutputAudio | None = None
     """Filled in by the pair writer once the wav exists."""
+    comparison: ProfileComparison | None = None
+    """Clone vs reference; None means "compute it from the two profiles" (as build_fingerprint does)."""
     schema_version: str = FINGERPRINT_SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
         if self.audio is None:
             raise ValueError("Fingerprint.audio is unset; fingerprint.write_pair fills it in")
         out = self.output_profile
+        comparison = self.comparison or ProfileComparison.between(self.reference.profile, out)
         return {
             "schema_version": self.schema_version,
             "created_at": self.created_at,
@@ -426,38 +348,32 @@ class Fingerprint:
                 "emotion": _emotion_dict(out),
                 "emotion_unavailable": self.output_emotion_unavailable,
             },
-            "comparison": _compare(self.reference.profile, out),
+            "comparison": comparison.to_dict(),
             "similarity": _f(self.similarity),
             "model": self.model.to_dict(),
             "timings": self.timings.to_dict(),
         }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Fingerprint:
+        """Read a fingerprint JSON (as :meth:`to_dict` writes it) back into records.
+
+        Raises ``KeyError``, ``TypeError`` or ``ValueError`` when a required key is missing or
+        has the wrong type; :func:`fingerprint.verify_pair` turns these into a clear error.
+        """
+        out = d["output"]
+        return cls(
+            created_at=str(d["created_at"]), text=str(d["text"]), language=str(d["language"]),
+            reference=ReferenceInfo.from_dict(d["reference"]), model=ModelInfo.from_dict(d["model"]),
+            timings=SynthesisTimings.from_dict(d["timings"]), similarity=_opt(d, "similarity"),
+            output_profile=_profile_from_parts(out.get("voice_dna"), out.get("emotion")),
+            output_analysis_error=out.get("voice_dna_error"), output_emotion_unavailable=out.get("emotion_unavailable"),
+            audio=OutputAudio.from_dict(d["audio"]), comparison=ProfileComparison.from_dict(d["comparison"]),
+            schema_version=str(d["schema_version"]),
+        )
 
 
 def _emotion_dict(profile: VoiceProfile | None) -> dict[str, Any] | None:
     if profile is None or profile.emotion is None:
         return None
     return profile.emotion.to_dict()
-
-
-def _compare(ref: VoiceProfile | None, out: VoiceProfile | None) -> dict[str, Any]:
-    """How the clone's pitch, rate, loudness and emotion compare with the reference's."""
-    d: dict[str, Any] = {
-        "pitch_median_semitones": None,
-        "pitch_range_ratio": None,
-        "speaking_rate_ratio": None,
-        "energy_mean_db_diff": None,
-        "emotion_match": None,
-    }
-    if ref is None or out is None:
-        return d
-    rp, op = ref.prosody, out.prosody
-    if rp.pitch.median_hz > 0 and op.pitch.median_hz > 0:
-        d["pitch_median_semitones"] = _f(12.0 * np.log2(op.pitch.median_hz / rp.pitch.median_hz), 2)
-    if rp.pitch.range_semitones > 0:
-        d["pitch_range_ratio"] = _f(op.pitch.range_semitones / rp.pitch.range_semitones, 3)
-    if rp.rate.syllables_per_s > 0:
-        d["speaking_rate_ratio"] = _f(op.rate.syllables_per_s / rp.rate.syllables_per_s, 3)
-    d["energy_mean_db_diff"] = _f(op.energy.mean_db - rp.energy.mean_db, 2)
-    if ref.emotion is not None and out.emotion is not None:
-        d["emotion_match"] = ref.emotion.label == out.emotion.label
-    return d

@@ -22,9 +22,6 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-#: Codec frame rate of the Qwen3-TTS 12 Hz tokenizer (frames per second of audio).
-FRAMES_PER_SECOND = 12.5
-
 #: Upper bound of one segment, in length units (a Latin character = 1 unit, a CJK character =
 #: CJK_UNITS). 220 units is ~15 s of English speech, well inside what the model phrases well.
 MAX_SEGMENT_UNITS = 220

@@ -5,18 +5,23 @@ Each folder holds everything needed to speak in that voice again, with no pickle
     voices/NAME/
         manifest.json   name, created_at, mode, transcript, model, SHA-256 of every other file
         reference.wav   the reference audio (PCM 16, its own sample rate)
-        profile.json    its Voice DNA and emotion (for people and diff tools)
-        prompt/         the voice prompt as ``Voice.save`` writes it (safetensors + JSON)
+        prompt/         the voice prompt as ``Voice.save`` writes it: voice.safetensors and
+                        voice.json, which holds the Voice DNA and emotion (contours included)
+
+The Voice DNA is stored once, in ``prompt/voice.json``, where the voice itself needs it; the
+manifest and the listing read it from there. Folders of format 1 also hold ``profile.json`` and
+a ``voice_dna`` copy in the manifest: both are ignored now (``profile.json`` is still checked
+against its hash), so those voices load unchanged.
 
 Names are letters, digits, ``-`` and ``_`` (1-64 characters, starting with a letter or digit),
 so a name can never walk out of the library folder. A folder is built under a temporary name
-and renamed into place, so a half-saved voice never appears. Loading checks the manifest and
+and swapped into place (``fileio.replace_dir``), so a half-saved voice never appears. Loading checks the manifest and
 every file's SHA-256, and turns any damage into a :class:`ProfileError` naming the problem.
 """
 
 from __future__ import annotations
 
-import hashlib
+import io
 import json
 import logging
 import os
@@ -26,19 +31,29 @@ import tempfile
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .errors import PersonalizationError, ProfileError
+from .fileio import fsync_dir, replace_dir, sha256_file, write_new_synced
+from .schema import VoiceProfile
+
+if TYPE_CHECKING:
+    from .tts.voice import Voice
 
 _LOGGER = logging.getLogger(__name__)
 
-#: Layout version of ``manifest.json``.
-LIBRARY_FORMAT = 1
+#: Layout version of ``manifest.json``: 2 stores the Voice DNA only in the prompt; 1 (also read)
+#: kept copies in ``profile.json`` and the manifest.
+LIBRARY_FORMAT = 2
+#: Formats :meth:`VoiceLibrary.entry` reads.
+READABLE_FORMATS = (1, 2)
 #: Allowed voice names: no dots or slashes, so no path traversal and no hidden folders.
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-MANIFEST, REFERENCE, PROFILE, PROMPT = "manifest.json", "reference.wav", "profile.json", "prompt"
+MANIFEST, REFERENCE, PROMPT = "manifest.json", "reference.wav", "prompt"
+#: The Voice DNA copy of format-1 folders (no longer written).
+PROFILE = "profile.json"
 
 
 @dataclass(frozen=True)
@@ -53,11 +68,17 @@ class VoiceEntry:
     model_id: str | None
     reference_name: str | None
     reference_sha256: str | None
-    voice_dna: dict[str, Any] | None
+    profile: VoiceProfile | None
+    """The reference's Voice DNA and emotion, read from ``prompt/voice.json`` (None if unknown)."""
 
     @property
     def reference_path(self) -> Path:
         return self.path / REFERENCE
+
+    @property
+    def voice_dna(self) -> dict[str, Any] | None:
+        """The Voice DNA as JSON (no contours), as the manifest of format 1 stored it."""
+        return None if self.profile is None else self.profile.prosody.to_dict()
 
 
 def validate_name(name: str) -> str:
@@ -104,7 +125,10 @@ class VoiceLibrary:
         if not folder.is_dir():
             known = ", ".join(self.names()) or "none yet; save one with /voice save NAME"
             raise ProfileError(f"no voice named {name!r} in {self.root}/ (saved voices: {known}).")
-        data = _read_json(folder / MANIFEST, name)
+        data = _read_json(folder, MANIFEST, name)
+        fmt = data.get("format", 1)
+        if fmt not in READABLE_FORMATS:
+            raise _damaged(name, folder, f"{MANIFEST} has format {fmt!r}; this engine reads {READABLE_FORMATS}")
         try:
             ref = data.get("reference") or {}
             return VoiceEntry(
@@ -116,7 +140,7 @@ class VoiceLibrary:
                 model_id=data.get("model_id"),
                 reference_name=ref.get("name"),
                 reference_sha256=ref.get("sha256"),
-                voice_dna=data.get("voice_dna"),
+                profile=_read_profile(folder, name),
             )
         except (KeyError, TypeError, AttributeError) as exc:
             raise _damaged(name, folder, f"{MANIFEST} lacks field {exc}") from exc
@@ -124,7 +148,7 @@ class VoiceLibrary:
     def save(
         self,
         name: str,
-        voice: Any,
+        voice: Voice,
         *,
         reference_audio: tuple[np.ndarray, int],
         reference_name: str | None = None,
@@ -147,38 +171,15 @@ class VoiceLibrary:
         self.root.mkdir(parents=True, exist_ok=True)
         build = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=self.root))
         try:
-            self._write_folder(build, name, voice, reference_audio, reference_name, model_id)
-            _swap_into_place(build, final)
+            _write_folder(build, name, voice, reference_audio, reference_name, model_id)
+            replace_dir(build, final)
         except BaseException:
             shutil.rmtree(build, ignore_errors=True)
             raise
         _LOGGER.info("saved voice %r to %s", name, final)
         return final
 
-    def _write_folder(self, build: Path, name: str, voice: Any, reference_audio: tuple[np.ndarray, int],
-                      reference_name: str | None, model_id: str | None) -> None:
-        import soundfile as sf
-
-        samples, sr = reference_audio
-        sf.write(build / REFERENCE, np.clip(np.asarray(samples, dtype=np.float32), -1, 1), int(sr), subtype="PCM_16")
-        voice.save(build / PROMPT)
-        profile = getattr(voice, "profile", None)
-        dna = profile.to_dict(contours=True) if profile is not None else None
-        (build / PROFILE).write_text(json.dumps(dna, indent=2) + "\n", encoding="utf-8")
-        manifest = {
-            "format": LIBRARY_FORMAT,
-            "name": name,
-            "created_at": datetime.now().astimezone().isoformat(timespec="seconds"),
-            "mode": str(getattr(voice, "mode", "xvector")),
-            "transcript": getattr(voice, "transcript", None),
-            "model_id": model_id,
-            "reference": {"name": reference_name, "sha256": getattr(voice, "reference_sha256", None)},
-            "voice_dna": profile.prosody.to_dict() if profile is not None else None,
-            "files": {rel: _sha256(build / rel) for rel in _files(build)},
-        }
-        (build / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-
-    def load(self, name: str) -> tuple[Any, VoiceEntry]:
+    def load(self, name: str) -> tuple[Voice, VoiceEntry]:
         """Load a saved voice after checking every file against the manifest.
 
         Returns
@@ -192,16 +193,16 @@ class VoiceLibrary:
             Unknown name, or a damaged folder (missing, changed or unreadable files).
         """
         entry = self.entry(name)
-        files = _read_json(entry.path / MANIFEST, name).get("files")
+        files = _read_json(entry.path, MANIFEST, name).get("files")
         if not isinstance(files, dict) or not files:
             raise _damaged(name, entry.path, f"{MANIFEST} lists no files")
         for rel, digest in files.items():
             path = entry.path / rel
             if not path.is_file():
                 raise _damaged(name, entry.path, f"{rel} is missing")
-            if _sha256(path) != digest:
+            if sha256_file(path) != digest:
                 raise _damaged(name, entry.path, f"{rel} was changed or is corrupt (SHA-256 mismatch)")
-        from .qwen_adapter import Voice  # the adapter's record (NumPy + safetensors, no pickle)
+        from .tts import Voice  # the adapter's record (NumPy + safetensors, no pickle)
 
         try:
             voice = Voice.load(entry.path / PROMPT)
@@ -212,27 +213,58 @@ class VoiceLibrary:
         return voice, entry
 
 
+def _write_folder(build: Path, name: str, voice: Voice, reference_audio: tuple[np.ndarray, int],
+                  reference_name: str | None, model_id: str | None) -> None:
+    """Write a voice's files into the (new, empty) folder ``build``, each fsynced."""
+    import soundfile as sf
+
+    samples, sr = reference_audio
+    wav = io.BytesIO()
+    sf.write(wav, np.clip(np.asarray(samples, dtype=np.float32), -1, 1), int(sr), format="WAV", subtype="PCM_16")
+    write_new_synced(build / REFERENCE, wav.getvalue())
+    voice.save(build / PROMPT)  # voice.json in it carries the Voice DNA: the one copy
+    manifest = {
+        "format": LIBRARY_FORMAT,
+        "name": name,
+        "created_at": datetime.now().astimezone().isoformat(timespec="seconds"),
+        "mode": voice.mode,
+        "transcript": voice.transcript,
+        "model_id": model_id,
+        "reference": {"name": reference_name, "sha256": voice.reference_sha256},
+        "files": {rel: sha256_file(build / rel) for rel in _files(build)},
+    }
+    write_new_synced(build / MANIFEST, (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+    fsync_dir(build)
+
+
+def _read_profile(folder: Path, name: str) -> VoiceProfile | None:
+    """The Voice DNA stored in the voice prompt's JSON (format 1 and 2 alike)."""
+    from .tts.voice import VOICE_JSON  # the prompt layout belongs to the tts layer (NumPy only)
+
+    meta = _read_json(folder, f"{PROMPT}/{VOICE_JSON}", name)
+    profile = meta.get("profile")
+    if profile is None:
+        return None
+    try:
+        return VoiceProfile.from_dict(profile)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise _damaged(name, folder, f"{PROMPT}/{VOICE_JSON} has an unreadable Voice DNA ({exc})") from exc
+
+
 def _files(folder: Path) -> list[str]:
     return sorted(str(p.relative_to(folder)).replace(os.sep, "/") for p in folder.rglob("*") if p.is_file())
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _read_json(path: Path, name: str) -> dict[str, Any]:
+def _read_json(folder: Path, rel: str, name: str) -> dict[str, Any]:
+    """The JSON object in ``folder/rel`` (``rel`` with ``/``); damage becomes a ProfileError."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads((folder / rel).read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
-        raise _damaged(name, path.parent, f"{path.name} is missing") from exc
+        raise _damaged(name, folder, f"{rel} is missing") from exc
     except (OSError, ValueError) as exc:
-        raise _damaged(name, path.parent, f"{path.name} is unreadable ({exc})") from exc
+        raise _damaged(name, folder, f"{rel} is unreadable ({exc})") from exc
     if not isinstance(data, dict):
-        raise _damaged(name, path.parent, f"{path.name} is not a JSON object")
+        raise _damaged(name, folder, f"{rel} is not a JSON object")
     return data
 
 
@@ -242,18 +274,3 @@ def _damaged(name: str, folder: Path, problem: str) -> ProfileError:
         f"(/load {folder / REFERENCE} then /voice save {name} --force), or delete the folder."
     )
 
-
-def _swap_into_place(build: Path, final: Path) -> None:
-    """Rename the built folder to its final name, replacing an older voice only at the end."""
-    old = None
-    if final.exists():
-        old = final.with_name(f".{final.name}.old-{os.getpid()}")
-        os.rename(final, old)
-    try:
-        os.rename(build, final)
-    except BaseException:
-        if old is not None:
-            os.rename(old, final)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

@@ -14,9 +14,10 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -59,27 +60,26 @@ def null_sink_server(folder: Path) -> Iterator[dict[str, str]]:
         "ALSA_CONFIG_PATH": str(folder / "asoundrc"),
     }
     full_env = {**os.environ, **env}
-    log = open(folder / "pulseaudio.log", "w")
-    proc = subprocess.Popen(
-        ["pulseaudio", "--daemonize=no", "--exit-idle-time=-1", "-n", "--use-pid-file=no",
-         "--load=module-null-sink sink_name=nullsink rate=48000",
-         f"--load=module-native-protocol-unix auth-anonymous=1 socket={runtime}/native",
-         "--load=module-always-sink"],
-        env=full_env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    try:
-        _wait_ready(proc, full_env, folder)
-        for cmd in (["pactl", "set-default-sink", "nullsink"], ["pactl", "set-default-source", "nullsink.monitor"]):
-            subprocess.run(cmd, env=full_env, check=True, capture_output=True, timeout=10)
-        yield env
-    finally:
-        proc.terminate()
+    with open(folder / "pulseaudio.log", "w") as log:
+        proc = subprocess.Popen(
+            ["pulseaudio", "--daemonize=no", "--exit-idle-time=-1", "-n", "--use-pid-file=no",
+             "--load=module-null-sink sink_name=nullsink rate=48000",
+             f"--load=module-native-protocol-unix auth-anonymous=1 socket={runtime}/native",
+             "--load=module-always-sink"],
+            env=full_env, stdout=log, stderr=subprocess.STDOUT,
+        )
         try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-        log.close()
+            _wait_ready(proc, full_env, folder)
+            for cmd in (["pactl", "set-default-sink", "nullsink"], ["pactl", "set-default-source", "nullsink.monitor"]):
+                subprocess.run(cmd, env=full_env, check=True, capture_output=True, timeout=10)
+            yield env
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
 
 
 def _wait_ready(proc: subprocess.Popen[bytes], env: dict[str, str], folder: Path) -> None:
@@ -134,7 +134,7 @@ class MonitorRecorder:
         self._watching = False
         self._watcher: Any = None
 
-    def __enter__(self) -> "MonitorRecorder":
+    def __enter__(self) -> MonitorRecorder:
         if shutil.which("parec") is None:
             pytest.skip(f"parec is not installed ({APT_HINT})")
         self._file = open(self.path, "wb")

@@ -34,9 +34,8 @@ REPO = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="module")
 def null_sink(tmp_path_factory: pytest.TempPathFactory):
     """A private PulseAudio null sink that this process's PortAudio uses (module-wide)."""
-    with null_sink_server(tmp_path_factory.mktemp("pulse")) as env:
-        with portaudio_env(env):
-            yield env
+    with null_sink_server(tmp_path_factory.mktemp("pulse")) as env, portaudio_env(env):
+        yield env
 
 
 def _play_and_record(samples: np.ndarray, sr: int, *, extra_s: float = 1.0):
@@ -165,7 +164,7 @@ def test_streamed_chunks_play_complete_and_in_order(null_sink, voices_dir, tmp_p
     for s_idx, seg in enumerate(segments):
         bounds = np.cumsum([0] + sizes)
         bounds = [int(b) for b in bounds if b < len(seg)] + [len(seg)]
-        for a, b in zip(bounds[:-1], bounds[1:]):
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True):
             last = b == len(seg)
             plan.append((seg[a:b], last and s_idx == len(segments) - 1, pause_s if last and s_idx == 0 else 0.0))
     expected = np.concatenate([np.concatenate([c, np.zeros(int(round(p * sr)), np.float32)]) for c, _, p in plan])

@@ -144,7 +144,7 @@ BAD_ARRAYS = [
     (np.array([0.1, np.inf] * 8000, dtype=np.float32), "NaN or infinite"),  # inf
     (np.zeros(32_000, dtype=np.float32), "all silence"),  # digital silence
     (np.full(32_000, 1e-5, dtype=np.float32), "all silence"),  # below the -60 dBFS floor
-    (make_tone(200.0, 0.5), "only 0.5\d? s of speech"),  # too short
+    (make_tone(200.0, 0.5), r"only 0.5\d? s of speech"),  # too short
     (np.zeros((2, 3, 4), dtype=np.float32), "1-D or 2-D"),  # wrong shape
     (np.array(["a"] * 100), "must be numbers"),  # not numbers
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -23,6 +24,7 @@ import soundfile as sf
 from personalization_engine import fingerprint as fpmod
 from personalization_engine.analysis import analyze_voice
 from personalization_engine.errors import OutputWriteError
+from personalization_engine.fileio import move_noreplace
 from personalization_engine.schema import (
     FINGERPRINT_SCHEMA_VERSION,
     GenerationResult,
@@ -102,7 +104,9 @@ def test_pair_is_complete_and_matches_the_schema(tmp_path, reference, speech_24k
     assert abs(data["comparison"]["pitch_median_semitones"]) < 0.2
     assert data["comparison"]["speaking_rate_ratio"] == pytest.approx(1.0, abs=0.1)
     assert data["timings"]["output_analysis_s"] > 0
-    assert fpmod.verify_pair(pair.json_path)["text"].startswith("Printing")
+    back = fpmod.verify_pair(pair.json_path)
+    assert isinstance(back, fpmod.Fingerprint) and back.text.startswith("Printing")
+    assert back.to_dict() == data  # the records read back write the same JSON
 
 
 def test_unanalysable_output_records_null_and_the_reason(tmp_path, reference, validator, rng):
@@ -149,7 +153,7 @@ def test_many_writers_in_the_same_millisecond_never_collide(tmp_path, reference,
     names = _listing(tmp_path)
     assert len(names) == 80 and not [n for n in names if n.startswith(".")]
     for p in pairs:
-        validator.validate(fpmod.verify_pair(p.json_path))
+        validator.validate(fpmod.verify_pair(p.json_path).to_dict())
 
 
 def test_existing_files_are_never_overwritten(tmp_path):
@@ -163,7 +167,7 @@ def test_existing_files_are_never_overwritten(tmp_path):
     src = tmp_path / "new.tmp"
     src.write_bytes(b"new")
     with pytest.raises(FileExistsError):
-        fpmod._move_noreplace(src, tmp_path / "cloned_20260125_101530_123_00.wav")
+        move_noreplace(src, tmp_path / "cloned_20260125_101530_123_00.wav")
     assert (tmp_path / "cloned_20260125_101530_123_00.wav").read_bytes() == b"keep me"
 
 
@@ -206,7 +210,7 @@ def test_output_folder_under_a_file_is_a_clear_error(tmp_path, reference, speech
                          speech_24k.audio, 24_000)
 
 
-@pytest.mark.skipif(sys.platform == "win32" or (hasattr(__import__("os"), "geteuid") and __import__("os").geteuid() == 0),
+@pytest.mark.skipif(sys.platform == "win32" or (hasattr(os, "geteuid") and os.geteuid() == 0),
                     reason="root can write into read-only folders")
 def test_read_only_folder_is_a_clear_error(tmp_path, reference, speech_24k):
     folder = tmp_path / "ro"
@@ -262,6 +266,15 @@ def test_verify_pair_detects_a_changed_wav(tmp_path, reference, speech_24k):
     data[-1] ^= 0xFF
     pair.wav_path.write_bytes(bytes(data))
     with pytest.raises(OutputWriteError, match="differs from its fingerprint"):
+        fpmod.verify_pair(pair.json_path)
+
+
+def test_verify_pair_refuses_a_json_that_is_not_a_fingerprint(tmp_path, reference, speech_24k):
+    pair = fpmod.write_pair(tmp_path, _fingerprint(reference, speech_24k, analyze=False), speech_24k.audio, 24_000)
+    data = json.loads(pair.json_path.read_text(encoding="utf-8"))
+    del data["model"]
+    pair.json_path.write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(OutputWriteError, match="not a readable output pair.*KeyError.*model"):
         fpmod.verify_pair(pair.json_path)
 
 

@@ -22,7 +22,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from personalization_engine import qwen_adapter  # noqa: E402
-from personalization_engine._qwen_hub import REQUIRED_FILES  # noqa: E402
+from personalization_engine.tts.hub import REQUIRED_FILES  # noqa: E402
 from personalization_engine.errors import (  # noqa: E402
     AudioInputError,
     ModelLoadError,
@@ -395,6 +395,22 @@ def test_seed_makes_output_reproducible_without_touching_the_global_rng(tiny_mod
     assert not np.array_equal(a.audio, c.audio)
 
 
+def test_an_options_record_equals_the_same_keywords(tiny_model: TTSModel, xvector_voice: Voice) -> None:
+    """generate(text, voice, GenerateOptions(...)) runs exactly as the same keyword overrides do,
+    and overrides replace fields of a given record; bad ones fail at call time."""
+    from personalization_engine.tts import GenerateOptions
+
+    opts = GenerateOptions(seed=3, max_new_frames=8, language="en")
+    (a,) = tiny_model.generate("Options record.", xvector_voice, opts)
+    (b,) = tiny_model.generate("Options record.", xvector_voice, seed=3, max_new_frames=8, language="en")
+    (c,) = tiny_model.generate("Options record.", xvector_voice, opts, max_new_frames=5)
+    np.testing.assert_array_equal(a.audio, b.audio)
+    assert (a.frames, c.frames, a.extra["language"]) == (8, 5, "english")
+    assert a.segment_final and a.chunk_idx == 0 and a.frame_start == 0 and a.pause_after_s == 0.0
+    with pytest.raises(TypeError, match="unexpected keyword argument 'max_frames'"):
+        tiny_model.generate("Hello.", xvector_voice, opts, max_frames=3)
+
+
 def test_temperature_zero_is_greedy(tiny_model: TTSModel, xvector_voice: Voice) -> None:
     a = tiny_model.synthesize("Greedy.", xvector_voice, temperature=0, max_new_frames=6)
     b = tiny_model.synthesize("Greedy.", xvector_voice, temperature=0, max_new_frames=6)
@@ -408,7 +424,7 @@ def test_long_text_is_split_and_joined_with_pauses(tiny_model: TTSModel, xvector
     assert len(results) >= 2
     assert " ".join(r.text for r in results) == text  # nothing cut off
     joined = tiny_model.synthesize(text, xvector_voice, max_new_frames=4, seed=0)
-    pauses = [r.extra["pause_after_s"] for r in results[:-1]]
+    pauses = [r.pause_after_s for r in results[:-1]]
     assert all(p > 0 for p in pauses) and joined.extra["pauses_s"] == pauses
     assert len(joined.audio) == sum(r.frames for r in results) * SPF + sum(round(p * SR) for p in pauses)
     first = len(results[0].audio)
@@ -419,7 +435,7 @@ def test_long_text_is_split_and_joined_with_pauses(tiny_model: TTSModel, xvector
 def test_frame_budget_stops_a_runaway_generation(tiny_model: TTSModel, xvector_voice: Voice) -> None:
     """Random weights never say end-of-speech: the text-length budget is what stops them."""
     (r,) = tiny_model.generate("Hi.", xvector_voice, seed=0)
-    assert r.frames == frame_budget("Hi.") and r.extra["hit_budget"]
+    assert r.frames == frame_budget("Hi.") and r.hit_budget and r.segment_final
     _check_result(r, max_frames=frame_budget("Hi."))
 
 

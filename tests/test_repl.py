@@ -74,7 +74,7 @@ def _check_pairs(folder: Path, n: int) -> list[dict[str, Any]]:
         [p.name for p in found] + [p.with_suffix(".wav").name for p in found])
     out = []
     for path in found:
-        data = verify_pair(path)
+        data = verify_pair(path).to_dict()
         validator.validate(data)
         out.append(data)
     return out

@@ -18,14 +18,20 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from personalization_engine import qwen_adapter  # noqa: E402
-from personalization_engine._qwen_stream import (  # noqa: E402
+from personalization_engine.errors import ProfileError  # noqa: E402
+from personalization_engine.qwen_adapter import (  # noqa: E402
+    TTSModel,
+    Voice,
+    join_results,
+    load_model,
+)
+from personalization_engine.tts import GenerateOptions  # noqa: E402
+from personalization_engine.tts.stream import (  # noqa: E402
     CONV_CONTEXT_FRAMES,
     ChunkDecoder,
     FrameStream,
     StreamOptions,
 )
-from personalization_engine.errors import ProfileError  # noqa: E402
-from personalization_engine.qwen_adapter import TTSModel, Voice, join_results, load_model  # noqa: E402
 
 REF = "LJ001-0004.flac"
 REF_TEXT = "produced the block books, which were the immediate predecessors of the true printed book,"
@@ -80,7 +86,7 @@ def test_stream_equals_the_one_shot_result(mode: str, tiny_model: TTSModel, voic
 
 def test_streamed_frames_are_the_frames_generate_returns(tiny_model: TTSModel, voices: dict[str, Voice]) -> None:
     """The worker's hook hands out exactly the codes of the qwen-tts call, sampled with a seed."""
-    plan = tiny_model._plan(TEXT, "auto", 0.9, 50, 1.0, 11, 30, None)
+    plan = tiny_model._plan(TEXT, GenerateOptions(temperature=0.9, top_k=50, top_p=1.0, seed=11, max_new_frames=30))
     inputs = tiny_model._clone_inputs(TEXT, "auto", prompt=tiny_model._prompt_for(voices["xvector"]))
     reference = tiny_model._segment_codes(inputs, plan, 30, 0)
     talker = tiny_model._qwen.model.talker
@@ -96,14 +102,14 @@ def test_chunk_layout_follows_the_options(tiny_model: TTSModel, voices: dict[str
     chunks = list(tiny_model.generate(TEXT, voices["xvector"], seed=0, max_new_frames=30, stream=True,
                                       first_chunk_frames=3, chunk_frames=8, left_context_frames=12))
     assert [c.frames for c in chunks] == [3, 8, 8, 8, 3]
-    assert [c.extra["chunk_idx"] for c in chunks] == [0, 1, 2, 3, 4]
-    assert [c.extra["frame_start"] for c in chunks] == [0, 3, 11, 19, 27]
+    assert [c.chunk_idx for c in chunks] == [0, 1, 2, 3, 4]
+    assert [c.frame_start for c in chunks] == [0, 3, 11, 19, 27]
     assert [c.is_final for c in chunks] == [False] * 4 + [True]
-    assert [c.extra["segment_final"] for c in chunks] == [False] * 4 + [True]
+    assert [c.segment_final for c in chunks] == [False] * 4 + [True]
     assert all(len(c.audio) == c.frames * SPF and c.audio.dtype == np.float32 for c in chunks)
     assert chunks[0].time_to_first_audio_s is not None and chunks[0].time_to_first_audio_s > 0
     assert all(c.time_to_first_audio_s is None for c in chunks[1:])
-    assert chunks[-1].extra["hit_budget"] and not chunks[0].extra["hit_budget"]
+    assert chunks[-1].hit_budget and not chunks[0].hit_budget
 
 
 def test_default_first_chunk_is_small(tiny_model: TTSModel, voices: dict[str, Voice]) -> None:
@@ -162,10 +168,10 @@ def test_multi_segment_text_streams_every_segment_in_order(tiny_model: TTSModel,
     chunks = list(tiny_model.generate(text, voices["xvector"], max_new_frames=10, seed=0, stream=True,
                                       first_chunk_frames=4, chunk_frames=4))
     assert [c.segment_idx for c in chunks] == sorted(c.segment_idx for c in chunks)
-    finals = [c for c in chunks if c.extra["segment_final"]]
+    finals = [c for c in chunks if c.segment_final]
     assert [c.segment_idx for c in finals] == list(range(len(one)))
-    assert [c.extra["pause_after_s"] for c in finals] == [r.extra["pause_after_s"] for r in one]
-    assert all(c.extra["pause_after_s"] == 0.0 for c in chunks if not c.extra["segment_final"])
+    assert [c.pause_after_s for c in finals] == [r.pause_after_s for r in one]
+    assert all(c.pause_after_s == 0.0 for c in chunks if not c.segment_final)
     assert sum(c.is_final for c in chunks) == 1 and chunks[-1].is_final
     joined = join_results(chunks, text=text)
     reference = join_results(one, text=text)

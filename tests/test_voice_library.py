@@ -16,6 +16,7 @@ import soundfile as sf
 
 from personalization_engine.analysis import analyze_voice
 from personalization_engine.errors import ProfileError
+from personalization_engine.fileio import sha256_file
 from personalization_engine.voice_library import MANIFEST, PROMPT, REFERENCE, VoiceLibrary, validate_name
 
 
@@ -28,7 +29,7 @@ def reference(voices_dir: Path) -> tuple[np.ndarray, int, object]:
 
 
 def _voice(profile: object, *, seed: int = 0, mode: str = "xvector") -> object:
-    from personalization_engine._qwen_voice import Voice
+    from personalization_engine.tts.voice import Voice
 
     rng = np.random.default_rng(seed)
     return Voice(
@@ -92,7 +93,9 @@ def test_save_then_load_gives_back_the_same_voice(library, reference, mode):
     folder = library.save("aew", voice, reference_audio=(samples, sr), reference_name="a0001.flac",
                           model_id="tiny-test")
     assert folder == library.root / "aew"
-    assert sorted(p.name for p in folder.iterdir()) == sorted([MANIFEST, REFERENCE, "profile.json", PROMPT])
+    # The Voice DNA is stored once, in the prompt's voice.json (no profile.json, none in the manifest).
+    assert sorted(p.name for p in folder.iterdir()) == sorted([MANIFEST, REFERENCE, PROMPT])
+    assert "voice_dna" not in json.loads((folder / MANIFEST).read_text())
     loaded, entry = library.load("aew")
     np.testing.assert_array_equal(loaded.speaker_embedding, voice.speaker_embedding)
     assert (loaded.mode, loaded.transcript, loaded.reference_sha256) == (mode, voice.transcript, voice.reference_sha256)
@@ -101,9 +104,48 @@ def test_save_then_load_gives_back_the_same_voice(library, reference, mode):
     assert loaded.profile.prosody.pitch.median_hz == pytest.approx(profile.prosody.pitch.median_hz, abs=0.01)
     assert (entry.name, entry.mode, entry.model_id, entry.reference_name) == ("aew", mode, "tiny-test", "a0001.flac")
     assert entry.voice_dna["pitch"]["register"] == profile.prosody.pitch.register
+    assert entry.profile is not None and entry.profile.to_dict(contours=True) == loaded.profile.to_dict(contours=True)
     back, back_sr = sf.read(str(entry.reference_path), dtype="float32")
     assert back_sr == sr and np.max(np.abs(back - samples)) < 1e-4  # PCM 16
-    assert json.loads((folder / "profile.json").read_text())["pitch"]["contour"]["f0_hz"]
+    assert json.loads((folder / PROMPT / "voice.json").read_text())["profile"]["pitch"]["contour"]["f0_hz"]
+
+
+def _save_format_1(folder: Path, voice, samples: np.ndarray, sr: int) -> None:
+    """A voice folder exactly as format 1 wrote it: the Voice DNA in profile.json, the manifest and the prompt."""
+    folder.mkdir(parents=True)
+    sf.write(folder / REFERENCE, samples, sr, subtype="PCM_16")
+    voice.save(folder / PROMPT)
+    (folder / "profile.json").write_text(json.dumps(voice.profile.to_dict(contours=True), indent=2) + "\n")
+    files = sorted(str(p.relative_to(folder)).replace("\\", "/") for p in folder.rglob("*") if p.is_file())
+    manifest = {
+        "format": 1, "name": folder.name, "created_at": "2026-01-25T10:15:30+00:00", "mode": voice.mode,
+        "transcript": voice.transcript, "model_id": "tiny-test",
+        "reference": {"name": "a0001.flac", "sha256": voice.reference_sha256},
+        "voice_dna": voice.profile.prosody.to_dict(),
+        "files": {rel: sha256_file(folder / rel) for rel in files},
+    }
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2))
+
+
+def test_format_1_folders_still_load(library, reference):
+    """Regression guard for the one-copy layout: voices saved with profile.json + manifest voice_dna still load."""
+    samples, sr, profile = reference
+    voice = _voice(profile, mode="icl")
+    _save_format_1(library.root / "old", voice, samples, sr)
+    loaded, entry = library.load("old")
+    np.testing.assert_array_equal(loaded.ref_codes, voice.ref_codes)
+    assert (entry.mode, entry.transcript, entry.reference_name) == ("icl", voice.transcript, "a0001.flac")
+    assert entry.voice_dna == json.loads((library.root / "old" / MANIFEST).read_text())["voice_dna"]
+    (library.root / "old" / "profile.json").write_text("{}")  # still hash-checked, like every listed file
+    with pytest.raises(ProfileError, match="profile.json was changed"):
+        library.load("old")
+
+
+def test_unknown_manifest_format_is_refused(library, saved):
+    manifest = json.loads((saved / MANIFEST).read_text())
+    (saved / MANIFEST).write_text(json.dumps({**manifest, "format": 99}))
+    with pytest.raises(ProfileError, match="format 99; this engine reads"):
+        library.entry("aew")
 
 
 def test_existing_voice_needs_force_and_is_replaced_whole(library, reference, saved):
@@ -118,7 +160,7 @@ def test_existing_voice_needs_force_and_is_replaced_whole(library, reference, sa
 
 def test_a_failed_save_leaves_no_folder(library, reference):
     samples, _, profile = reference
-    with pytest.raises(Exception):
+    with pytest.raises(sf.LibsndfileError):
         library.save("broken", _voice(profile), reference_audio=(samples, 0))  # sample rate 0: sf.write fails
     assert library.names() == [] and list(library.root.iterdir()) == []
 

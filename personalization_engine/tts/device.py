@@ -2,7 +2,7 @@
 
 ``resolve_device`` checks the user's ``device``/``dtype`` before any weights are touched;
 ``load_with_fallback`` retries a CUDA out-of-memory load on CPU in float32 with a warning.
-torch and qwen_tts are imported on first use, like in ``qwen_adapter``.
+torch and qwen_tts are imported on first use, like everywhere in ``tts``.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import logging
 from pathlib import Path
 from typing import Any, Callable
 
-from ._qwen_runtime import free_memory, import_qwen_tts, torch_module
-from .errors import ModelLoadError, ProfileError
+from ..errors import ModelLoadError, ProfileError
+from .runtime import free_memory, import_qwen_tts, torch_module
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -13,27 +13,17 @@ so a voice made today is usable next week without the reference file. NumPy only
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .errors import ProfileError
-from .schema import (
-    EmotionEstimate,
-    EnergyStats,
-    PitchContour,
-    PitchStats,
-    ProsodyFeatures,
-    RateStats,
-    StressPoint,
-    VoiceProfile,
-)
+from ..errors import ProfileError
+from ..fileio import sha256_bytes, write_atomic
+from ..schema import VoiceProfile
 
 #: Layout version of voice.json; a different major version is refused on load.
 VOICE_SCHEMA_VERSION = "1.0"
@@ -94,9 +84,9 @@ class Voice:
             if self.ref_codes is not None:
                 tensors["ref_codes"] = np.ascontiguousarray(self.ref_codes, dtype=np.int64)
             blob = st_save(tensors, metadata={"format": "np", "schema_version": VOICE_SCHEMA_VERSION})
-            meta = self._metadata(hashlib.sha256(blob).hexdigest())
-            _write_atomic(folder / VOICE_TENSORS, blob)
-            _write_atomic(folder / VOICE_JSON, (json.dumps(meta, indent=2, ensure_ascii=False) + "\n").encode())
+            meta = self._metadata(sha256_bytes(blob))
+            write_atomic(folder / VOICE_TENSORS, blob)
+            write_atomic(folder / VOICE_JSON, (json.dumps(meta, indent=2, ensure_ascii=False) + "\n").encode())
         except OSError as exc:
             raise ProfileError(f"cannot save the voice to {folder}: {exc.strerror or exc}; choose a writable folder") from exc
         return folder
@@ -131,7 +121,7 @@ class Voice:
             blob = (folder / VOICE_TENSORS).read_bytes()
         except OSError as exc:
             raise ProfileError(f"{folder / VOICE_TENSORS}: cannot read the voice tensors ({exc.strerror or exc})") from exc
-        if hashlib.sha256(blob).hexdigest() != meta.get("tensors_sha256"):
+        if sha256_bytes(blob) != meta.get("tensors_sha256"):
             raise ProfileError(
                 f"{folder / VOICE_TENSORS} does not match the hash in {VOICE_JSON}: the voice is damaged "
                 "or was edited. Recreate it from the reference clip."
@@ -145,7 +135,7 @@ class Voice:
                 transcript=meta.get("transcript"),
                 name=meta.get("name"),
                 reference_sha256=str(meta.get("reference_sha256", "")),
-                profile=profile_from_dict(meta["profile"]) if meta.get("profile") else None,
+                profile=VoiceProfile.from_dict(meta["profile"]) if meta.get("profile") else None,
                 model_id=str(meta.get("model_id", "")),
                 reference_duration_s=float(meta.get("reference_duration_s") or 0.0),
                 created_at=str(meta.get("created_at", "")),
@@ -194,55 +184,6 @@ def _read_metadata(folder: Path) -> dict[str, Any]:
             f"{VOICE_SCHEMA_VERSION.split('.')[0]}.x); recreate the voice from its reference clip."
         )
     return meta
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _arr(values: list[Any] | None) -> np.ndarray:
-    return np.array([np.nan if v is None else float(v) for v in (values or [])], dtype=np.float64)
-
-
-def _num(d: dict[str, Any], key: str) -> float:
-    v = d.get(key)
-    return float("nan") if v is None else float(v)
-
-
-def profile_from_dict(d: dict[str, Any]) -> VoiceProfile:
-    """Rebuild a VoiceProfile from ``VoiceProfile.to_dict(contours=True)`` (values as rounded there)."""
-    p, e, r = d["pitch"], d["energy"], d["rate"]
-    pc, ec = p.get("contour") or {}, e.get("contour") or {}
-    f0 = _arr(pc.get("f0_hz"))
-    pitch = PitchStats(
-        median_hz=_num(p, "median_hz"), mean_hz=_num(p, "mean_hz"), std_hz=_num(p, "std_hz"),
-        p5_hz=_num(p, "p5_hz"), p95_hz=_num(p, "p95_hz"), range_semitones=_num(p, "range_semitones"),
-        voiced_fraction=_num(p, "voiced_fraction"), register=str(p.get("register", "")),
-        contour=PitchContour(times_s=_arr(pc.get("times_s")), f0_hz=f0, voiced=np.isfinite(f0)),
-    )
-    energy = EnergyStats(
-        mean_db=_num(e, "mean_db"), dynamic_range_db=_num(e, "dynamic_range_db"),
-        times_s=_arr(ec.get("times_s")), rms_db=_arr(ec.get("rms_db")),
-        stress=tuple(StressPoint(time_s=float(s["time_s"]), prominence=float(s["prominence"])) for s in e.get("stress", [])),
-    )
-    rate = RateStats(
-        syllable_count=int(r["syllable_count"]), syllables_per_s=_num(r, "syllables_per_s"),
-        articulation_rate=_num(r, "articulation_rate"), pause_count=int(r["pause_count"]),
-        pause_ratio=_num(r, "pause_ratio"), speech_duration_s=_num(r, "speech_duration_s"),
-    )
-    prosody = ProsodyFeatures(
-        duration_s=_num(d, "duration_s"), speech_duration_s=_num(d, "speech_duration_s"),
-        sample_rate=int(d["sample_rate"]), pitch=pitch, energy=energy, rate=rate,
-    )
-    emotion = EmotionEstimate.from_dict(d["emotion"]) if d.get("emotion") else None
-    return VoiceProfile(prosody=prosody, emotion=emotion, analysis_time_s=float(d.get("analysis_time_s") or 0.0))
 
 
 # --- describe_voice: Voice DNA -> natural-language instruction for the VoiceDesign model --------

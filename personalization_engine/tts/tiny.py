@@ -151,7 +151,7 @@ def build_tiny_checkpoint(
     Returns
     -------
     Path
-        The folder, loadable with ``qwen_adapter.load_model(directory)``.
+        The folder, loadable with ``tts.load_model(directory)``.
     """
     import torch
 
@@ -291,7 +291,7 @@ def tiny_model_config(*, kind: str, token_ids: dict[str, int]) -> dict[str, Any]
 
 
 def _write_talker(out: Path, *, kind: str, token_ids: dict[str, int]) -> None:
-    from ._qwen_runtime import import_qwen_tts
+    from .runtime import import_qwen_tts
 
     import_qwen_tts()  # quietly, before the submodule import below
     from qwen_tts.core.models import Qwen3TTSConfig, Qwen3TTSForConditionalGeneration
@@ -339,7 +339,7 @@ def tiny_speech_tokenizer_config() -> dict[str, Any]:
 
 
 def _write_speech_tokenizer(out: Path) -> None:
-    from ._qwen_runtime import import_qwen_tts
+    from .runtime import import_qwen_tts
 
     import_qwen_tts()
     from qwen_tts.core import Qwen3TTSTokenizerV2Config, Qwen3TTSTokenizerV2Model

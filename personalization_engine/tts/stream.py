@@ -2,7 +2,7 @@
 
 Two pieces, both around the official qwen-tts objects:
 
-* :class:`FrameStream` runs the unchanged qwen-tts ``generate`` (our ``_segment_codes``) in a
+* :class:`FrameStream` runs the unchanged qwen-tts ``generate`` (``TTSModel._segment_codes``) in a
   worker thread and hands each codec frame (16 codes) to the caller as soon as the talker step
   that produced it ends. A forward hook on the talker reads the frame that the step's 15-step
   code predictor completed (``outputs.hidden_states[1]``, the same tensor ``generate`` stacks
@@ -25,59 +25,22 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Generator, Iterator
 
 import numpy as np
 
-from ._qwen_inputs import check_int
-from ._qwen_runtime import torch_module
-from .errors import ProfileError, SynthesisError
+from ..errors import SynthesisError
+from .options import StreamOptions as StreamOptions
+from .runtime import torch_module
 
 _LOGGER = logging.getLogger(__name__)
 
-#: Frames in the first chunk of each segment (320 ms of audio): small, for latency.
-FIRST_CHUNK_FRAMES = 4
-#: Frames in each later chunk (1.28 s): larger, since every chunk re-decodes some context.
-CHUNK_FRAMES = 16
-#: Earlier frames the decoder's transformer sees before each chunk. Its sliding window is 72
-#: frames; 100 brings the joined stream to float precision of the one-shot decode (see above).
-LEFT_CONTEXT_FRAMES_STREAM = 100
 #: Earlier frames the decoder's upsampling convolutions see before each chunk. Their receptive
 #: field is ~5 frames (measured: 4 leaves 6e-2 of error, 6 and more 2e-5).
 CONV_CONTEXT_FRAMES = 8
-MAX_CHUNK_FRAMES = 1_000
-MAX_LEFT_CONTEXT_FRAMES = 1_000
 #: How long closing a stream waits for the worker to notice (s); a talker step is far shorter.
 _JOIN_TIMEOUT_S = 60.0
 _POLL_S = 0.05
-
-
-@dataclass(frozen=True)
-class StreamOptions:
-    """Chunking of a streamed generation (see ``TTSModel.generate(stream=True)``)."""
-
-    first_chunk_frames: int = FIRST_CHUNK_FRAMES
-    """Frames in the first chunk of each segment (12.5 frames per second of audio)."""
-    chunk_frames: int = CHUNK_FRAMES
-    """Frames in every later chunk (the segment's last chunk may be shorter)."""
-    left_context_frames: int = LEFT_CONTEXT_FRAMES_STREAM
-    """Earlier frames the decoder's transformer sees again before each chunk (its convolutions
-    see ``min(left_context_frames, CONV_CONTEXT_FRAMES)``); 0 = none, and the chunks click."""
-
-    def chunk_size(self, chunk_idx: int) -> int:
-        return self.first_chunk_frames if chunk_idx == 0 else self.chunk_frames
-
-
-def check_stream_options(first_chunk_frames: int, chunk_frames: int, left_context_frames: int) -> StreamOptions:
-    """Validated :class:`StreamOptions` (ProfileError names the option, the value and the range)."""
-    for name, value, low, high in (("first_chunk_frames", first_chunk_frames, 1, MAX_CHUNK_FRAMES),
-                                   ("chunk_frames", chunk_frames, 1, MAX_CHUNK_FRAMES),
-                                   ("left_context_frames", left_context_frames, 0, MAX_LEFT_CONTEXT_FRAMES)):
-        if value is None:
-            raise ProfileError(f"{name} must be an integer in [{low}, {high}], got None")
-        check_int(name, value, low, high)
-    return StreamOptions(int(first_chunk_frames), int(chunk_frames), int(left_context_frames))
 
 
 class _Cancelled(BaseException):
@@ -245,6 +208,31 @@ class ChunkDecoder:
         for block in dec.decoder:
             hidden = block(hidden)
         return hidden.clamp(min=-1, max=1)
+
+
+def stream_chunks(model: Any, run: Callable[[], Any], options: StreamOptions, *, budget: int, context: Any,
+                  samples_per_frame: int) -> Generator[tuple[int, np.ndarray, bool], None, None]:
+    """``(frames, audio, is_last)`` per chunk of one segment, decoded as the talker makes them.
+
+    ``run`` is the segment's qwen-tts generate call on ``model`` (a
+    ``Qwen3TTSForConditionalGeneration``) with a budget of ``budget`` frames; it runs in a
+    :class:`FrameStream`, and each chunk of frames is decoded by a :class:`ChunkDecoder` that
+    starts from ``context`` (ICL: the last reference frames). On the last chunk the streamed
+    frames are checked against what ``run`` returned. Close the generator to stop the worker.
+    """
+    torch = torch_module()
+    talker_cfg = model.config.talker_config
+    decoder = ChunkDecoder(model.speech_tokenizer.model.decoder, samples_per_frame, options.left_context_frames, context)
+    done: list[Any] = []
+    with FrameStream(model.talker, run, eos_id=talker_cfg.codec_eos_token_id, max_frames=budget + 1) as frames_stream:
+        for frames, last in frames_stream.chunks(options):
+            codes = (torch.stack(frames) if frames else
+                     torch.zeros((0, int(talker_cfg.num_code_groups)), dtype=torch.long, device=model.talker.device))
+            audio = decoder.decode(codes)
+            done.append(codes)
+            if last:
+                check_streamed(torch.cat(done), frames_stream.result)
+            yield int(codes.shape[0]), audio, last
 
 
 def check_streamed(streamed: Any, returned: Any) -> None:

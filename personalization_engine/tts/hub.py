@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import urlparse
 
-from .errors import ModelLoadError
+from ..errors import ModelLoadError
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ def _model_id_for(folder: Path) -> str:
 
 
 def _local_candidates(repo_id: str, name: str, models_dir: str | os.PathLike[str] | None) -> list[Path]:
-    roots = [Path(models_dir)] if models_dir else [Path.cwd() / MODELS_DIRNAME, Path(__file__).resolve().parents[1] / MODELS_DIRNAME]
+    roots = [Path(models_dir)] if models_dir else [Path.cwd() / MODELS_DIRNAME, Path(__file__).resolve().parents[2] / MODELS_DIRNAME]
     names = [repo_id.split("/")[-1], name.lower(), name]
     seen: list[Path] = []
     for root in roots:

@@ -1,7 +1,8 @@
-"""Torch-facing helpers of the Qwen3-TTS adapter: quiet import, seeding, memory, joining.
+"""Torch-facing helpers of the tts package: quiet import, seeding, memory, similarity.
 
-Nothing here loads weights; ``qwen_adapter`` uses these around qwen-tts calls, and the
-benchmarks use :func:`fixed_min_frames` on the plain qwen-tts path too.
+Nothing here loads weights; ``tts.model`` uses these around qwen-tts calls, and the
+benchmarks use :func:`fixed_min_frames` on the plain qwen-tts path too. torch is imported on
+first use (:func:`torch_module`), so importing this module is cheap.
 """
 
 from __future__ import annotations
@@ -12,53 +13,9 @@ import gc
 import logging
 import os
 import sys
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import numpy as np
-
-from .errors import SynthesisError
-from .schema import GenerationResult
-
-
-def join_results(results: list[GenerationResult], *, text: str = "",
-                 similarity: Callable[[np.ndarray], float | None] | None = None) -> GenerationResult:
-    """Join segment results, or streamed chunks, into one final result.
-
-    Chunks of a segment are concatenated directly; a segment's pause
-    (``extra["pause_after_s"]``) follows its last record (``extra["segment_final"]``, which a
-    non-streamed result implicitly is), except after the final one. ``similarity`` measures
-    the joined audio when there is more than one segment; with one segment its own value is kept.
-    """
-    if not results:
-        raise SynthesisError("nothing was generated")
-    sr = results[0].sample_rate
-    parts: list[np.ndarray] = []
-    finals: list[GenerationResult] = []
-    seg_frames: dict[int, int] = {}
-    for r in results:
-        parts.append(r.audio)
-        seg_frames[r.segment_idx] = seg_frames.get(r.segment_idx, 0) + r.frames
-        if r.extra.get("segment_final", True):
-            finals.append(r)
-            pause = float(r.extra.get("pause_after_s", 0.0)) if not r.is_final else 0.0
-            parts.append(np.zeros(int(round(pause * sr)), dtype=np.float32))
-    audio = np.concatenate(parts).astype(np.float32)
-    duration = len(audio) / sr
-    elapsed = sum(r.processing_time_s for r in results)
-    if len(seg_frames) == 1:
-        sim = finals[-1].similarity if finals else None
-    else:
-        sim = similarity(audio) if similarity is not None else None
-    return GenerationResult(
-        audio=audio, sample_rate=sr, segment_idx=0, frames=sum(r.frames for r in results), audio_duration_s=duration,
-        processing_time_s=elapsed, real_time_factor=elapsed / duration if duration > 0 else float("inf"),
-        peak_memory_gb=max(r.peak_memory_gb for r in results), is_final=True,
-        text=text or " ".join(r.text for r in finals), similarity=sim, time_to_first_audio_s=results[0].time_to_first_audio_s,
-        extra={"segments": len(seg_frames), "segment_frames": list(seg_frames.values()), "chunks": len(results),
-               "segment_similarity": [r.similarity for r in finals],
-               "pauses_s": [float(r.extra.get("pause_after_s", 0.0)) for r in finals[:-1]],
-               "hit_budget": any(r.extra.get("hit_budget") for r in results)},
-    )
 
 
 def process_peak_rss_gb() -> float:
@@ -69,6 +26,19 @@ def process_peak_rss_gb() -> float:
         return _windows_peak_rss() / 1e9
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 1e9 if sys.platform == "darwin" else peak * 1024 / 1e9
+
+
+def reset_peak_memory(device: str) -> None:
+    """Start a new CUDA peak-memory measurement on ``device`` (nothing to do elsewhere)."""
+    if device.startswith("cuda"):
+        torch_module().cuda.reset_peak_memory_stats(device)
+
+
+def peak_memory_gb(device: str) -> float:
+    """Peak CUDA memory allocated since :func:`reset_peak_memory` (GB); on CPU/MPS the process's peak RSS."""
+    if device.startswith("cuda"):
+        return float(torch_module().cuda.max_memory_allocated(device)) / 1e9
+    return process_peak_rss_gb()
 
 
 def _windows_peak_rss() -> float:
@@ -172,7 +142,6 @@ def quiet_stdio() -> Iterator[None]:
             os.dup2(copy, fd)
             os.close(copy)
         os.close(devnull)
-
 
 
 def torch_module() -> Any:
