@@ -59,7 +59,8 @@ def _load(folder: Path, dtype: str) -> Any:
 
     from personalization_engine.qwen_adapter import TTSModel, import_qwen_tts
 
-    qwen = import_qwen_tts().Qwen3TTSModel.from_pretrained(str(folder), dtype=dtype if dtype == "auto" else getattr(torch, dtype))
+    loader = import_qwen_tts().Qwen3TTSModel
+    qwen = loader.from_pretrained(str(folder), dtype=dtype if dtype == "auto" else getattr(torch, dtype))
     qwen.model.eval()
     return TTSModel(qwen, model_id=folder.name, model_dir=folder, device="cpu", dtype="float32")
 
@@ -139,14 +140,15 @@ def part_error() -> dict[str, Any]:
                 errs[mode].setdefault(_kind(name), []).append(rel)
     table = {m: {k: {"median": round(sorted(v)[len(v) // 2], 5), "max": round(max(v), 5), "layers": len(v)}
                  for k, v in sorted(d.items())} for m, d in errs.items()}
-    return {"part": "error", "model": str(FULL), "tokens_per_layer": {k: int(v.shape[0]) for k, v in list(inputs.items())[:1]},
+    rows = {k: int(v.shape[0]) for k, v in inputs.items()}
+    return {"part": "error", "model": str(FULL), "input_rows": [min(rows.values()), max(rows.values())],
             "relative_error": table}
 
 
 def part_timing(reps: int) -> dict[str, Any]:
     import torch
-
     from _benchlib import timed
+
     from personalization_engine.tts._qlinear import quantize_linear
     from personalization_engine.tts.quant import target_linears
 
@@ -165,7 +167,7 @@ def part_timing(reps: int) -> dict[str, Any]:
             row: dict[str, Any] = {}
             for mode in ("fp32", *MODES):
                 mods = layers if mode == "fp32" else [quantize_linear(m, mode) for m in layers]
-                med, best, _ = timed(lambda mods=mods: [m(x) for m, x in zip(mods, xs)], reps)
+                med, best, _ = timed(lambda mods=mods, xs=xs: [m(x) for m, x in zip(mods, xs, strict=True)], reps)
                 row[mode] = {"median": round(med, 2), "min": round(best, 2)}
                 if mode in ("int8", "int4"):
                     row[f"{mode}-bf16-act"] = _time_bf16_act(mods, xs, mode, reps)
@@ -177,7 +179,6 @@ def part_timing(reps: int) -> dict[str, Any]:
 def _time_bf16_act(mods: list[Any], xs: list[Any], mode: str, reps: int) -> dict[str, float]:
     """The same kernels with bf16 activations and scales (the alternative to fp32 ones)."""
     import torch
-
     from _benchlib import timed
 
     bf = torch.bfloat16
@@ -185,12 +186,13 @@ def _time_bf16_act(mods: list[Any], xs: list[Any], mode: str, reps: int) -> dict
         prepared = [(m.qweight, m.scales.to(bf)) for m in mods]
 
         def run() -> Any:
-            return [torch._weight_int8pack_mm(x.to(bf), q, s).float() for (q, s), x in zip(prepared, xs)]
+            return [torch._weight_int8pack_mm(x.to(bf), q, s).float() for (q, s), x in zip(prepared, xs, strict=True)]
     else:
         prepared = [(m.qweight, m.scales_zeros.to(bf)) for m in mods]
 
         def run() -> Any:
-            return [torch._weight_int4pack_mm_for_cpu(x.to(bf), q, 32, s).float() for (q, s), x in zip(prepared, xs)]
+            return [torch._weight_int4pack_mm_for_cpu(x.to(bf), q, 32, s).float()
+                    for (q, s), x in zip(prepared, xs, strict=True)]
     med, best, _ = timed(run, reps)
     return {"median": round(med, 2), "min": round(best, 2)}
 
@@ -198,9 +200,9 @@ def _time_bf16_act(mods: list[Any], xs: list[Any], mode: str, reps: int) -> dict
 def part_codes(frames: int) -> dict[str, Any]:
     import torch
 
-    from personalization_engine._qwen_tiny import main as make_tiny
-    from personalization_engine.qwen_adapter import fixed_min_frames
     from personalization_engine.tts import quant
+    from personalization_engine.tts.runtime import fixed_min_frames
+    from personalization_engine.tts.tiny import main as make_tiny
 
     torch.set_num_threads(2)
     out: dict[str, Any] = {"part": "codes", "frames": frames, "modes": {}}
@@ -213,8 +215,10 @@ def part_codes(frames: int) -> dict[str, Any]:
             q, voice = model._qwen, _voice(model)
             inputs = model._clone_inputs(TEXT, "auto", prompt=model._prompt_for(voice))
             kwargs = q._merge_generate_kwargs(do_sample=False, subtalker_dosample=False, max_new_tokens=frames + 1)
+            t0 = time.perf_counter()
             with torch.inference_mode(), fixed_min_frames(q.model.talker, frames):
                 codes[mode] = q.model.generate(**inputs, **kwargs)[0][0][:frames]
+            print(f"codes {mode}: {len(codes[mode])} frames in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
             model.close()
     ref = codes.pop("none")
     for mode, c in codes.items():
@@ -245,8 +249,9 @@ def run_all(reps: int) -> int:
 
     results: dict[str, Any] = {"cpu": cpu_model(), "load_before": _uptime(), "parts": []}
     jobs = [["codes"], ["error"], ["timing", "--reps", str(reps)]]
-    jobs += [["rss", "--mode", m, "--order", o] for m, o in
-             (("none", "fp32"), ("int8", "fp32"), ("int4", "fp32"), ("int8", "auto"), ("int4", "auto"), ("bf16", "auto"))]
+    orders = (("none", "fp32"), ("int8", "fp32"), ("int4", "fp32"), ("int8", "auto"), ("int4", "auto"),
+              ("bf16", "auto"))
+    jobs += [["rss", "--mode", m, "--order", o] for m, o in orders]
     for job in jobs:
         print("running", " ".join(job), "load", _uptime(), flush=True)
         res = _subprocess(job)

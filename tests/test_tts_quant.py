@@ -24,10 +24,11 @@ REF_TEXT = "Hello from a tiny model."
 
 def _fresh_tiny(folder: Path) -> Any:
     """A new TTSModel on the tiny checkpoint (not the resident one other tests share)."""
-    from personalization_engine._qwen_device import load_qwen
-    from personalization_engine.qwen_adapter import TTSModel
+    from personalization_engine.tts.device import load_qwen
+    from personalization_engine.tts.model import TTSModel
 
-    return TTSModel(load_qwen(folder, "cpu", "float32"), model_id="tiny", model_dir=folder, device="cpu", dtype="float32")
+    qwen = load_qwen(folder, "cpu", "float32")
+    return TTSModel(qwen, model_id="tiny", model_dir=folder, device="cpu", dtype="float32")
 
 
 @pytest.mark.parametrize("mode", sorted(TOLERANCE))

@@ -64,6 +64,10 @@ class _PackedLinear(nn.Module):
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
 
+    def qweight_device(self) -> torch.device:
+        """Where the packed weight lives (CPU unless moved)."""
+        return next(iter(self.buffers())).device
+
     def packed(self) -> dict[str, torch.Tensor]:
         """The tensors that rebuild this module with :meth:`from_packed` (for the cache)."""
         out = {k: v for k, v in self._buffers.items() if v is not None}

@@ -179,6 +179,24 @@ def quantize_model(qwen_model: Any, mode: str, *, cache_dir: str | os.PathLike[s
                        "" if problem == "missing" else problem)
 
 
+def apply_quant(qwen_model: Any, folder: str | os.PathLike[str], mode: str, *, device: str, dtype: str,
+                progress: Callable[[str], None] | None = None) -> QuantReport:
+    """What ``load_model`` does after loading with :func:`load_dtype`: quantize, cache, upcast.
+
+    On CPU the packed weights are cached in :func:`default_cache_dir` under
+    :func:`checkpoint_hash`, and the float rest is brought to ``dtype``. Elsewhere (bf16 on
+    CUDA) the layers are cast in place, without a cache.
+    """
+    if mode == "none":
+        return quantize_model(qwen_model, "none")
+    if device != "cpu":
+        return quantize_model(qwen_model, mode, progress=progress)
+    report = quantize_model(qwen_model, mode, cache_dir=default_cache_dir(folder),
+                            checkpoint_hash=checkpoint_hash(folder), progress=progress)
+    upcast_float_parts(qwen_model, dtype)
+    return report
+
+
 def target_linears(talker: Any) -> list[tuple[str, Any]]:
     """``(name, module)`` of every ``nn.Linear`` under the talker (code predictor included)."""
     from torch import nn
@@ -203,6 +221,8 @@ def _replace_all(talker: Any, targets: list[tuple[str, Any]], mode: str, packed:
             new = CLASSES[kind].from_packed(tensors)
         else:
             new = quantize_linear(linear, mode)
+        if linear.weight.device != new.qweight_device():
+            new = new.to(linear.weight.device)
         parent_name, _, attr = name.rpartition(".")
         parent = talker.get_submodule(parent_name) if parent_name else talker
         setattr(parent, attr, new)
@@ -239,19 +259,19 @@ def _stage_sizes(names: list[str]) -> dict[str, tuple[int, int]]:
 # --- loading order ------------------------------------------------------------------------------
 
 
-def load_dtype(folder: str | os.PathLike[str], mode: str, device: str) -> str:
-    """The dtype to load ``folder`` in before quantizing: "auto" or "float32".
+def load_dtype(folder: str | os.PathLike[str], mode: str, device: str, requested: str = "float32") -> str:
+    """The dtype to load ``folder`` in before quantizing: "auto" or ``requested``.
 
     "auto" (each part in its stored dtype) on CPU with a compact mode when the talker is
     stored in bfloat16, as on the hub: transformers then maps the bf16 weights straight from
     the safetensors file (pages become resident only when read), the values are exactly the
     stored ones, the talker is quantized from them layer by layer, and
     :func:`upcast_float_parts` brings the float rest to fp32 afterwards. This is the lowest
-    peak: never a full fp32 copy of the talker. Otherwise "float32", as without quantization.
+    peak: never a full fp32 copy of the talker. Otherwise ``requested``, as without quantization.
     """
     if device != "cpu" or mode == "none":
-        return "float32"
-    return "auto" if checkpoint_dtype(folder) == "BF16" else "float32"
+        return requested
+    return "auto" if checkpoint_dtype(folder) == "BF16" else requested
 
 
 def upcast_float_parts(qwen_model: Any, dtype: str = "float32", *, keep_bf16_embeddings: bool = True) -> int:
@@ -291,7 +311,8 @@ def upcast_float_parts(qwen_model: Any, dtype: str = "float32", *, keep_bf16_emb
                 for key, t in store.items():
                     if t is not None and t.is_floating_point() and t.dtype != target:
                         new = t.data.to(target)
-                        store[key] = torch.nn.Parameter(new, t.requires_grad) if isinstance(t, torch.nn.Parameter) else new
+                        is_param = isinstance(t, torch.nn.Parameter)
+                        store[key] = torch.nn.Parameter(new, t.requires_grad) if is_param else new
                         cast += 1
     release_freed_memory()
     return cast
