@@ -156,3 +156,27 @@ def test_checkpoint_hash_and_dtype(tiny_checkpoint: Path, tmp_path: Path) -> Non
     with pytest.raises(ModelLoadError, match="no weights"):
         quant.checkpoint_hash(tmp_path)
     assert quant.default_cache_dir(tmp_path) == tmp_path / quant.MODEL_CACHE_SUBDIR
+
+
+def test_load_model_quant_is_checked_before_any_weights(tmp_path: Path) -> None:
+    from personalization_engine.tts import load_model
+
+    with pytest.raises(ProfileError, match="quant 'int3' is not supported; use one of auto, none"):
+        load_model(str(tmp_path / "no-such-model"), device="cpu", quant="int3")
+
+
+def test_load_model_applies_and_records_the_mode(tiny_checkpoint: Path) -> None:
+    from personalization_engine.tts import load_model
+
+    lines: list[str] = []
+    model = load_model(str(tiny_checkpoint), device="cpu", quant="int4", progress=lines.append)
+    try:
+        assert model.quant == "int4" and "quant=int4" in repr(model)
+        assert model.quant_report is not None and model.quant_report.layers > 30
+        assert isinstance(model._qwen.model.talker.codec_head, Int4Linear)
+        assert any("int4" in line for line in lines)
+        assert load_model(str(tiny_checkpoint), device="cpu", quant="int4") is model  # still resident
+        auto = load_model(str(tiny_checkpoint), device="cpu", quant="auto")  # replaces it
+        assert auto.quant == "int8" and model.closed
+    finally:
+        load_model(str(tiny_checkpoint), device="cpu", quant="none").close()  # leave no quantized resident

@@ -73,7 +73,7 @@ def load_model(
     dtype: str = "auto",
     progress: Callable[[str], None] | None = None,
     models_dir: str | os.PathLike[str] | None = None,
-    quant: str = "auto",
+    quant: str = "none",
 ) -> "TTSModel":
     """Load a Qwen3-TTS model once and keep it resident.
 
@@ -92,7 +92,8 @@ def load_model(
         Folder searched first for local weights (default ``./models`` then the repo's ``models/``).
     quant : {"auto", "none", "bf16", "int8", "int4"}
         Compact weights for the talker and code predictor (``tts.quant``): ``auto`` is int8 on
-        CPU and unchanged on CUDA. Packed weights are cached beside the model (second start fast).
+        CPU and unchanged on CUDA (the app's default); ``none`` (the library default) keeps the
+        float weights. Packed weights are cached beside the model (second start fast).
 
     Returns
     -------
