@@ -81,7 +81,7 @@ def part_rss(mode: str, order: str) -> dict[str, Any]:
     model = _load(FULL, "float32" if order == "fp32" else "auto")
     stages["loaded"] = _rss()
     with tempfile.TemporaryDirectory() as cache:
-        report = quant.quantize_model(model._qwen, mode, cache_dir=cache, checkpoint_hash="bench")
+        report = quant.quantize_model(model._qwen, mode, cache_dir=cache, checkpoint_hash="bench", weights_dir=FULL)
         stages["quantized"] = _rss()
         quant.upcast_float_parts(model._qwen, "float32")
         stages["upcast"] = _rss()

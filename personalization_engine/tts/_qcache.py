@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
-from ..fileio import sha256_bytes, sha256_file, write_atomic
+from ..fileio import move_noreplace, sha256_file, write_atomic
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ def _environment() -> dict[str, str]:
 
 def save(path: Path, modules: dict[str, Any], *, mode: str, checkpoint_hash: str) -> None:
     """Write the packed ``modules`` (name -> packed module) and then the manifest."""
-    from safetensors.torch import save
+    from safetensors.torch import save_file
 
     tensors: dict[str, Any] = {}
     layers: dict[str, dict[str, Any]] = {}
@@ -48,14 +49,21 @@ def save(path: Path, modules: dict[str, Any], *, mode: str, checkpoint_hash: str
         for key, t in module.packed().items():
             tensors[f"{name}.{key}"] = t.contiguous()
     env = _environment()
-    data = save(tensors, metadata={**env, "mode": mode, "checkpoint_hash": checkpoint_hash})
-    del tensors
-    manifest = {**env, "mode": mode, "checkpoint_hash": checkpoint_hash, "layers": layers,
-                "file_sha256": sha256_bytes(data), "file_bytes": len(data)}
     manifest_path = path.with_suffix(".json")
     manifest_path.unlink(missing_ok=True)  # the old mark goes first: no manifest ever names a half file
-    write_atomic(path, data)
-    del data
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:  # written straight to disk (no second copy in memory), then given its name
+        save_file(tensors, str(tmp), metadata={**env, "mode": mode, "checkpoint_hash": checkpoint_hash})
+        del tensors
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        manifest = {**env, "mode": mode, "checkpoint_hash": checkpoint_hash, "layers": layers,
+                    "file_sha256": sha256_file(tmp), "file_bytes": tmp.stat().st_size}
+        path.unlink(missing_ok=True)
+        move_noreplace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     write_atomic(manifest_path, json.dumps(manifest, indent=1, sort_keys=True).encode())
     _LOGGER.info("wrote %s (%d layers)", path, len(layers))
 

@@ -196,11 +196,15 @@ class BF16Embedding(nn.Module):
 CLASSES: dict[str, type[_PackedLinear]] = {"int8": Int8Linear, "int4": Int4Linear, "bf16": BF16Linear}
 
 
-def quantize_linear(linear: nn.Linear, mode: str) -> _PackedLinear:
-    """A packed replacement for ``linear`` (int4 falls back to int8 where the shape does not fit)."""
+def quantize_linear(linear: nn.Linear, mode: str, weight: torch.Tensor | None = None) -> _PackedLinear:
+    """A packed replacement for ``linear`` (int4 falls back to int8 where the shape does not fit).
+
+    ``weight``: the same weight read from elsewhere (the checkpoint file), so the module's own
+    (memory-mapped) copy is never touched.
+    """
     if mode == "int4" and not int4_fits(linear.out_features, linear.in_features):
         mode = "int8"
-    return CLASSES[mode].from_float(linear.weight, linear.bias)
+    return CLASSES[mode].from_float(linear.weight if weight is None else weight, linear.bias)
 
 
 def kernel_problems(mode: str) -> list[str]:
