@@ -244,23 +244,29 @@ def _uptime() -> str:
     return Path("/proc/loadavg").read_text().split(" ")[0:3].__str__()
 
 
-def run_all(reps: int) -> int:
+def run_all(reps: int, only: list[str] | None = None) -> int:
+    """Every part (or the ``only`` ones), each in a subprocess; results of other parts are kept."""
     from _benchlib import cpu_model
 
-    results: dict[str, Any] = {"cpu": cpu_model(), "load_before": _uptime(), "parts": []}
-    jobs = [["codes"], ["error"], ["timing", "--reps", str(reps)]]
-    orders = (("none", "fp32"), ("int8", "fp32"), ("int4", "fp32"), ("int8", "auto"), ("int4", "auto"),
-              ("bf16", "auto"))
+    path = RESULTS / "bench_quant.json"
+    results: dict[str, Any] = json.loads(path.read_text()) if only and path.is_file() else {"parts": []}
+    results.update(cpu=cpu_model(), load_before=_uptime())
+    jobs = [["error"], ["timing", "--reps", str(reps)], ["codes"]]
+    orders = (("int4", "auto"), ("none", "fp32"), ("int8", "auto"), ("int4", "fp32"), ("bf16", "auto"))
     jobs += [["rss", "--mode", m, "--order", o] for m, o in orders]
+    if only:
+        jobs = [j for j in jobs if j[0] in only or " ".join(j) in only]
+        names = {" ".join(j) for j in jobs}
+        results["parts"] = [p for p in results["parts"] if " ".join(p.get("args", [])) not in names]
     for job in jobs:
         print("running", " ".join(job), "load", _uptime(), flush=True)
         res = _subprocess(job)
         res["load"] = _uptime()
         results["parts"].append(res)
         print(json.dumps(res)[:400], flush=True)
-    results["load_after"] = _uptime()
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "bench_quant.json").write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+        results["load_after"] = _uptime()
+        RESULTS.mkdir(exist_ok=True)  # saved after every part: a long run interrupted keeps what it has
+        (RESULTS / "bench_quant.json").write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
     return 0
 
 
@@ -271,9 +277,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--order", default="auto", choices=("auto", "fp32"))
     parser.add_argument("--reps", type=int, default=20)
     parser.add_argument("--frames", type=int, default=200)
+    parser.add_argument("--only", nargs="*", help="with all: just these parts, e.g. error codes")
     args = parser.parse_args(argv)
     if args.part == "all":
-        return run_all(args.reps)
+        return run_all(args.reps, args.only)
     res = {"rss": lambda: part_rss(args.mode, args.order), "error": part_error,
            "timing": lambda: part_timing(args.reps), "codes": lambda: part_codes(args.frames)}[args.part]()
     print(json.dumps(res))
