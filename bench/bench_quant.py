@@ -270,9 +270,47 @@ def run_all(reps: int, only: list[str] | None = None) -> int:
     return 0
 
 
+def render(d: dict[str, Any]) -> str:
+    """The results as readable tables (bench_quant.txt)."""
+    out = [f"bench/bench_quant.py on {d.get('cpu')}; load (1/5/15 min) before {d.get('load_before')}, "
+           f"after {d.get('load_after')}", ""]
+    for p in d["parts"]:
+        if isinstance(p.get("error"), str):
+            out.append(f"{' '.join(p.get('args', []))}: FAILED")
+        elif p["part"] == "error":
+            out += [f"Layer output error vs fp32, full-size random 0.6B, inputs recorded in an x-vector "
+                    f"generation, load {p.get('load')}",
+                    "relative error ||y_q - y|| / ||y||, median (max) over the layers of each type"]
+            modes = list(p["relative_error"])
+            out.append(f"{'layer type':24s}" + "".join(f"{m:>20s}" for m in modes))
+            for k in sorted(p["relative_error"][modes[0]]):
+                cells = [p["relative_error"][m][k] for m in modes]
+                out.append(f"{k:24s}" + "".join(f"{c['median']:>11.4f} ({c['max']:.4f})" for c in cells))
+            out.append("")
+        elif p["part"] == "timing":
+            out.append(f"One step's linears at batch 1, {p['threads']} threads, ms median (min) of {p['reps']}, "
+                       f"load {p.get('load')}; linears {p['linears']}")
+            for step, row in p["ms"].items():
+                cells = [f"{m} {v['median']:.1f} ({v['min']:.1f})" for m, v in row.items()]
+                out.append(f"  {step:10s} " + "  ".join(cells))
+            out += ["  (int8/int4 rows: fp32 activations; -bf16-act rows: what the modules use now)", ""]
+        elif p["part"] == "codes":
+            out.append(f"Greedy codes vs fp32 on the tiny checkpoint, {p['frames']} frames, load {p.get('load')}")
+            for m, v in p["modes"].items():
+                out.append(f"  {m:5s} identical frames {v['identical_fraction']:.3f}, first difference at frame "
+                           f"{v['first_difference_at']}, codebook-0 identical {v['codebook0_identical_fraction']:.3f}")
+            out.append("")
+        elif p["part"] == "rss":
+            st = p["stages"]
+            peaks = ", ".join(f"{k} {v['VmHWM']:.2f}" for k, v in st.items())
+            out.append(f"Peak RSS GB, {p['mode']} (load order {p['order']}): {peaks}; load+quantize {p['load_s']} s, "
+                       f"cache {p['quant']['cache']}, load {p.get('load')}")
+    return "\n".join(out) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("part", choices=("all", "rss", "error", "timing", "codes"))
+    parser.add_argument("part", choices=("all", "rss", "error", "timing", "codes", "summary"))
     parser.add_argument("--mode", default="int4", choices=("none", *MODES))
     parser.add_argument("--order", default="auto", choices=("auto", "fp32"))
     parser.add_argument("--reps", type=int, default=20)
@@ -281,6 +319,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.part == "all":
         return run_all(args.reps, args.only)
+    if args.part == "summary":
+        text = render(json.loads((RESULTS / "bench_quant.json").read_text()))
+        (RESULTS / "bench_quant.txt").write_text(text, encoding="utf-8")
+        print(text, end="")
+        return 0
     res = {"rss": lambda: part_rss(args.mode, args.order), "error": part_error,
            "timing": lambda: part_timing(args.reps), "codes": lambda: part_codes(args.frames)}[args.part]()
     print(json.dumps(res))
