@@ -69,7 +69,8 @@ def describe_device(device: str) -> str:
 def load_qwen(folder: Path, device: str, dtype: str) -> Any:
     torch = torch_module()
     Qwen3TTSModel = import_qwen_tts().Qwen3TTSModel
-    kwargs: dict[str, Any] = {"dtype": getattr(torch, dtype)}
+    # "auto": each part in its stored dtype (tts.quant.load_dtype: the low-peak order).
+    kwargs: dict[str, Any] = {"dtype": dtype if dtype == "auto" else getattr(torch, dtype)}
     if device != "cpu":
         kwargs["device_map"] = device
     try:
