@@ -8,8 +8,9 @@ torch and qwen_tts are imported on first use, like everywhere in ``tts``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import ModelLoadError, ProfileError
 from .runtime import free_memory, import_qwen_tts, torch_module
