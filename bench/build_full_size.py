@@ -12,15 +12,25 @@ checkpoint, see ``personalization_engine/_qwen_tiny.py``): the RVQ codebooks get
 variance-preserving (the default std of 0.02 shrinks the signal into the denormal range, where
 CPU arithmetic is many times slower than with trained weights).
 
+``--save DIR`` writes the model as a checkpoint in the hub layout (``config.json`` and the
+other hub files verbatim from the configs folder, our tokenizer files at the hub ids, the talker
+and speaker encoder as bf16 ``model.safetensors`` like the hub file, ``speech_tokenizer/`` in
+float32), so ``load_model(DIR)`` and ``qwen_tts.Qwen3TTSModel.from_pretrained(DIR)`` load it as
+they load real weights. It is written into a temporary sibling folder and renamed into place when
+complete, so a half-written DIR never exists.
+
 Usage (memory: ~4.5 GB for 0.6B, ~9 GB for 1.7B in float32)::
 
     .venv/bin/python bench/build_full_size.py 0.6b       # builds, prints parameter counts
+    .venv/bin/python bench/build_full_size.py 0.6b --save /work/cache/full-0.6b
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import sys
 import tempfile
 import time
@@ -100,6 +110,67 @@ def _speech_tokenizer_wrapper(qwen_tts: Any, model: Any, folder: Path) -> Any:
     return tok
 
 
+#: Files copied verbatim from the configs folder (those that exist there).
+HUB_FILES = ("config.json", "generation_config.json", "preprocessor_config.json", "configuration.json")
+SPEECH_FILES = ("config.json", "configuration.json", "preprocessor_config.json")
+
+
+def save_checkpoint(model: TTSModel, size: str, directory: Path, *, configs_dir: Path = CONFIGS) -> Path:
+    """Write ``model`` (from :func:`build_full_size`) to ``directory`` in the hub layout.
+
+    The talker and speaker encoder are cast to bfloat16 in place (as the hub file stores them),
+    so ``model`` is bf16 afterwards. ``directory`` must not exist; the files go to a temporary
+    sibling that is renamed to ``directory`` once everything is written.
+    """
+    import torch
+
+    directory = Path(directory)
+    if directory.exists():
+        raise FileExistsError(f"{directory} exists; remove it or choose another folder")
+    folder = configs_dir / MODEL_ALIASES[size].split("/")[-1]
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
+    try:
+        _write_text_side(tmp, folder)
+        m = model._qwen.model
+        speech = m.speech_tokenizer
+        m.to(torch.bfloat16)
+        # The speech tokenizer wrapper is not a submodule, so it keeps float32 (as on the hub).
+        m.save_pretrained(str(tmp), safe_serialization=True, max_shard_size="100GB")
+        for name in HUB_FILES:  # save_pretrained rewrote config.json; the hub file is the truth
+            if (folder / name).is_file():
+                shutil.copyfile(folder / name, tmp / name)
+        st = tmp / "speech_tokenizer"
+        speech.model.save_pretrained(str(st), safe_serialization=True, max_shard_size="100GB")
+        for name in SPEECH_FILES:
+            shutil.copyfile(folder / "speech_tokenizer" / name, st / name)
+        if (st / "generation_config.json").exists():  # the hub folder has none
+            (st / "generation_config.json").unlink()
+        for f in tmp.rglob("*"):
+            if f.is_file():
+                os.chmod(f, 0o644)  # safetensors writes 0600; the cache is shared
+                with open(f, "rb") as fh:
+                    os.fsync(fh.fileno())
+        os.chmod(tmp, 0o755)
+        if directory.exists():
+            raise FileExistsError(f"{directory} appeared while writing; the checkpoint is left in {tmp}")
+        os.rename(tmp, directory)
+    except BaseException:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return directory
+
+
+def _write_text_side(out: Path, folder: Path) -> None:
+    """Our BPE tokenizer files with the special tokens at the hub ids (checked against config.json)."""
+    ids = _qwen_tiny.write_text_tokenizer(out, special_start_id=HUB_SPECIAL_START_ID)
+    cfg = _json(folder / "config.json")
+    for key in ("im_start_token_id", "im_end_token_id", "tts_pad_token_id", "tts_bos_token_id", "tts_eos_token_id"):
+        if ids[key] != cfg[key]:
+            raise RuntimeError(f"tokenizer id {key}={ids[key]} differs from the hub config's {cfg[key]}")
+
+
 def count_parameters(model: TTSModel) -> dict[str, int]:
     m = model._qwen.model
     parts = {"talker": m.talker, "speech_tokenizer": m.speech_tokenizer.model}
@@ -115,13 +186,22 @@ def _json(path: Path) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("size", choices=sorted(MODEL_ALIASES), nargs="?", default="0.6b")
+    parser.add_argument("--save", metavar="DIR", type=Path, default=None,
+                        help="write the checkpoint to DIR (hub layout; DIR must not exist)")
     args = parser.parse_args(argv)
+    if args.save is not None and args.save.exists():
+        print(f"error: {args.save} exists; remove it or choose another folder", file=sys.stderr)
+        return 2
     t0 = time.perf_counter()
     model = build_full_size(args.size)
     counts = count_parameters(model)
     print(f"{model.model_id}: built in {time.perf_counter() - t0:.1f} s")
     for name, n in counts.items():
         print(f"  {name:16s} {n / 1e6:9.1f} M parameters")
+    if args.save is not None:
+        t0 = time.perf_counter()
+        save_checkpoint(model, args.size, args.save)
+        print(f"saved to {args.save} in {time.perf_counter() - t0:.1f} s")
     model.close()
     return 0
 

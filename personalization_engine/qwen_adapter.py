@@ -73,7 +73,7 @@ from .tts.runtime import (
     process_peak_rss_gb as process_peak_rss_gb,
 )
 from .tts.stream import ChunkDecoder as ChunkDecoder
-from .tts.stream import FrameStream as FrameStream
+from .tts.stream import chunk_frames as chunk_frames
 from .tts.tiny import (
     main as _main,  # python -m personalization_engine.qwen_adapter make-tiny DIR
 )

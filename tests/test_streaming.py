@@ -1,9 +1,10 @@
 """Streaming synthesis (``generate(stream=True)``) on the tiny real-architecture checkpoint, on CPU.
 
-The streamed path runs the unchanged qwen-tts ``generate`` in a worker thread and decodes its
-frames in chunks; these tests check that it gives the frames of the one-shot call, audio equal
-to the one-shot decode of those frames (no clicks at chunk boundaries), the chunk layout of the
-contract, clean errors, and that the worker never outlives the consumer.
+The streamed path consumes our decode loop's frame generator (``tts.engine``) chunk by chunk
+and decodes each chunk as it fills; these tests check that it gives the frames of the one-shot
+call, audio equal to the one-shot decode of those frames (no clicks at chunk boundaries), the
+chunk layout of the contract, clean errors, that generation is lazy (a chunk before the rest is
+generated) and that nothing runs on after the consumer stops (no worker thread at all).
 """
 
 from __future__ import annotations
@@ -26,11 +27,12 @@ from personalization_engine.qwen_adapter import (  # noqa: E402
     load_model,
 )
 from personalization_engine.tts import GenerateOptions  # noqa: E402
+from personalization_engine.tts.engine import DecodeStats  # noqa: E402
 from personalization_engine.tts.stream import (  # noqa: E402
     CONV_CONTEXT_FRAMES,
     ChunkDecoder,
-    FrameStream,
     StreamOptions,
+    chunk_frames,
 )
 
 REF = "LJ001-0004.flac"
@@ -59,7 +61,9 @@ def voices(tiny_checkpoint: Path, voices_dir: Path) -> dict[str, Voice]:
 
 
 def _workers() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == "qwen-tts-frames" and t.is_alive()]
+    """Threads other than the test's own (the old design generated in a worker thread)."""
+    return [t for t in threading.enumerate() if t is not threading.current_thread() and t.is_alive()
+            and t.name.startswith("qwen-tts")]
 
 
 def _boundaries(chunks: list) -> list[int]:
@@ -85,17 +89,28 @@ def test_stream_equals_the_one_shot_result(mode: str, tiny_model: TTSModel, voic
 
 
 def test_streamed_frames_are_the_frames_generate_returns(tiny_model: TTSModel, voices: dict[str, Voice]) -> None:
-    """The worker's hook hands out exactly the codes of the qwen-tts call, sampled with a seed."""
+    """The chunker hands out exactly the codes of the one-shot call, sampled with a seed."""
     plan = tiny_model._plan(TEXT, GenerateOptions(temperature=0.9, top_k=50, top_p=1.0, seed=11, max_new_frames=30))
     inputs = tiny_model._clone_inputs(TEXT, "auto", prompt=tiny_model._prompt_for(voices["xvector"]))
     reference = tiny_model._segment_codes(inputs, plan, 30, 0)
-    talker = tiny_model._qwen.model.talker
-    run = lambda: tiny_model._segment_codes(inputs, plan, 30, 0)  # noqa: E731
-    with FrameStream(talker, run, eos_id=talker.config.codec_eos_token_id, max_frames=31) as stream:
-        frames = [f for chunk, _ in stream.chunks(StreamOptions(3, 7, 0)) for f in chunk]
-    assert torch.equal(torch.stack(frames), reference)
-    assert torch.equal(stream.result, reference) and reference.shape == (30, 16)
-    assert not talker._forward_hooks and not talker._forward_pre_hooks  # hooks removed
+    stats = DecodeStats()
+    chunks = list(chunk_frames(tiny_model._segment_frames(inputs, plan, 30, 0, stats), stats, StreamOptions(3, 7, 0)))
+    frames = [f for chunk, _ in chunks for f in chunk]
+    assert torch.equal(torch.stack(frames), reference) and reference.shape == (30, 16)
+    assert [len(c) for c, _ in chunks] == [3, 7, 7, 7, 6] and [last for _, last in chunks] == [False] * 4 + [True]
+    assert stats.ended == "budget" and stats.frames == 30
+
+
+def test_generation_is_lazy(tiny_model: TTSModel, voices: dict[str, Voice]) -> None:
+    """Frames are made only as the consumer asks for them: after the first chunk only its frames exist."""
+    plan = tiny_model._plan(LONG, GenerateOptions(seed=0, max_new_frames=180))
+    inputs = tiny_model._clone_inputs(LONG, "auto", prompt=tiny_model._prompt_for(voices["xvector"]))
+    stats = DecodeStats()
+    chunks = chunk_frames(tiny_model._segment_frames(inputs, plan, 180, 0, stats), stats, StreamOptions(4, 16, 0))
+    first, last = next(chunks)
+    assert len(first) == 4 and not last and stats.frames == 4 and stats.ended == ""
+    chunks.close()
+    assert stats.frames == 4
 
 
 def test_chunk_layout_follows_the_options(tiny_model: TTSModel, voices: dict[str, Voice]) -> None:
@@ -120,13 +135,16 @@ def test_default_first_chunk_is_small(tiny_model: TTSModel, voices: dict[str, Vo
 
 
 def test_a_chunk_arrives_before_the_segment_is_generated(tiny_model: TTSModel, voices: dict[str, Voice]) -> None:
-    """The first chunk is handed out while the worker is still generating the rest."""
+    """The first chunk comes long before the 180-frame segment would be done."""
+    t0 = time.perf_counter()
     gen = tiny_model.generate(LONG, voices["xvector"], seed=0, max_new_frames=180, stream=True)
     first = next(gen)
-    try:
-        assert first.frames == 4 and _workers(), "the worker should still be generating frames"
-    finally:
-        gen.close()
+    first_s = time.perf_counter() - t0
+    rest = list(gen)
+    total_s = time.perf_counter() - t0
+    assert first.frames == 4 and sum(c.frames for c in rest) == 176
+    assert first_s < total_s / 4, f"first chunk after {first_s:.2f} s of {total_s:.2f} s"
+    assert not _workers()
 
 
 def test_stream_with_little_context_stays_close(tiny_model: TTSModel, voices: dict[str, Voice]) -> None:
@@ -221,8 +239,8 @@ def test_closing_the_generator_stops_the_worker(tiny_model: TTSModel, voices: di
     gen.close()
     assert time.perf_counter() - t0 < 10 and not _workers()
     assert first.frames == 4 and not talker._forward_hooks and not talker._forward_pre_hooks
-    assert "generate" not in vars(talker)  # the benchmark-only min-frames patch is undone too
-    (again,) = tiny_model.generate("After.", voices["xvector"], seed=0, max_new_frames=3)  # lock released
+    assert "generate" not in vars(talker)  # no patched generate left behind
+    (again,) = tiny_model.generate("After.", voices["xvector"], seed=0, max_new_frames=3)
     assert again.frames == 3
 
 
@@ -234,16 +252,25 @@ def test_keyboard_interrupt_stops_the_worker(tiny_model: TTSModel, voices: dict[
     assert not _workers()
 
 
-def test_worker_errors_reach_the_consumer(tiny_model: TTSModel) -> None:
-    talker = tiny_model._qwen.model.talker
+def test_loop_errors_reach_the_consumer_and_close_the_loop() -> None:
+    """An exception in the frame generator reaches the consumer; closing the chunks closes the frames."""
+    closed: list[bool] = []
 
-    def fail() -> None:
-        raise ValueError("generation failed in the worker")
+    def frames():
+        try:
+            yield torch.zeros(16, dtype=torch.long)
+            raise ValueError("generation failed in the loop")
+        finally:
+            closed.append(True)
 
-    with FrameStream(talker, fail, eos_id=0, max_frames=4) as stream:
-        with pytest.raises(ValueError, match="failed in the worker"):
-            list(stream.chunks(StreamOptions()))
-    assert not _workers() and not talker._forward_hooks
+    with pytest.raises(ValueError, match="failed in the loop"):
+        list(chunk_frames(frames(), DecodeStats(), StreamOptions()))
+    assert closed == [True]
+    closed.clear()
+    chunks = chunk_frames(frames(), DecodeStats(), StreamOptions(1, 1, 0))
+    assert len(next(chunks)[0]) == 1
+    chunks.close()
+    assert closed == [True]
 
 
 def test_design_model_streams_too(tiny_design_checkpoint: Path) -> None:

@@ -21,8 +21,10 @@ CPU/MPS, in 1e9 bytes.
 
 Modules: ``model`` (:func:`load_model`, :class:`TTSModel`), ``options`` (:class:`GenerateOptions`,
 the checked plan of a call), ``voice`` (:class:`Voice`, :func:`describe_voice`), ``inputs``
-(reference preparation, a Voice as model inputs), ``stream`` (frames in chunks while the talker
-runs), ``results`` (result records, :func:`join_results`), ``hub`` (finding weights), ``device``
+(reference preparation, a Voice as model inputs), ``engine`` (our talker + code predictor decode
+loop; ``layers``: its functional forward, ``sampling``: its logits processors, ``prompt``: the
+talker's prefill), ``stream`` (the loop's frames in chunks, decoded as they fill), ``results``
+(result records, :func:`join_results`), ``hub`` (finding weights), ``device``
 (device/dtype, the loader), ``runtime`` (torch helpers), ``tiny`` (the ``make-tiny`` checkpoint).
 Heavy packages (torch, qwen_tts) are imported on first use, so importing this package is cheap.
 """

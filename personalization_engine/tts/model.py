@@ -1,10 +1,12 @@
 """The resident Qwen3-TTS model: :func:`load_model` and :class:`TTSModel`.
 
 Per segment (see :meth:`TTSModel.generate`): text -> segments (``text_segmenter``) -> talker +
-code predictor make codec frames (qwen-tts ``generate`` in ``_segment_codes``, capped by a
-budget from the text length) -> the causal 12 Hz decoder makes audio (``_decode``; in ICL mode
-with the last 25 reference frames as left context) -> speaker similarity of the output to the
-voice. Streaming runs the same call in a worker thread and decodes chunks (``tts.stream``).
+code predictor make codec frames (our decode loop, ``tts.engine``, in ``_segment_frames``,
+capped by a budget from the text length) -> the causal 12 Hz decoder makes audio (``_decode``;
+in ICL mode with the last 25 reference frames as left context) -> speaker similarity of the
+output to the voice. Streaming consumes the same frame generator chunk by chunk and decodes each
+chunk as it fills (``tts.stream``); no worker thread. qwen-tts' own ``generate`` is no longer
+called here (``bench/bench_synthesis.py`` calls it directly as the "plain" baseline).
 Heavy packages (torch, qwen_tts) are imported on first use.
 """
 
@@ -14,7 +16,6 @@ import contextlib
 import functools
 import logging
 import os
-import threading
 import time
 import weakref
 from datetime import datetime, timezone
@@ -40,15 +41,14 @@ from .inputs import (
     reference_name,
     reference_sha256,
 )
+from .quant import QuantReport, apply_quant, check_kernels, check_quant, load_dtype, resolve_quant
 from .options import GenerateOptions, Plan, check_instruct, make_plan
 from .results import join_results, segment_result
 from .runtime import (
     cosine,
-    fixed_min_frames,
     free_memory,
     peak_memory_gb,
     reset_peak_memory,
-    seeded,
     torch_module,
 )
 from .stream import stream_chunks
@@ -72,6 +72,7 @@ def load_model(
     dtype: str = "auto",
     progress: Callable[[str], None] | None = None,
     models_dir: str | os.PathLike[str] | None = None,
+    quant: str = "none",
 ) -> "TTSModel":
     """Load a Qwen3-TTS model once and keep it resident.
 
@@ -88,6 +89,10 @@ def load_model(
         Receives short status lines (download progress, loading, fallbacks).
     models_dir : path, optional
         Folder searched first for local weights (default ``./models`` then the repo's ``models/``).
+    quant : {"auto", "none", "bf16", "int8", "int4"}
+        Compact weights for the talker and code predictor (``tts.quant``): ``auto`` is int8 on
+        CPU and unchanged on CUDA (the app's default); ``none`` (the library default) keeps the
+        float weights. Packed weights are cached beside the model (second start fast).
 
     Returns
     -------
@@ -98,14 +103,16 @@ def load_model(
     Raises
     ------
     ProfileError
-        Impossible device/dtype options (checked before any weights are touched).
+        Impossible device/dtype/quant options (checked before any weights are touched).
     ModelLoadError
         Weights missing and not downloadable (the message has the download command), or damaged.
     """
     global _resident
+    quant = check_quant(quant)
     dev, dt, warnings = resolve_device(device, dtype)
+    mode = resolve_quant(quant, dev)
     folder, model_id = resolve_model(name_or_path, models_dir=models_dir, progress=progress)
-    key = (model_id, str(folder.resolve()), dev, dt)
+    key = (model_id, str(folder.resolve()), dev, dt, mode)
     if _resident is not None and not _resident.closed and _resident._key == key:
         return _resident
     if _resident is not None:
@@ -113,10 +120,16 @@ def load_model(
         _resident.close()
     report(progress, f"loading {model_id} on {dev} ({dt})")
     t0 = time.perf_counter()
-    qwen, dev, dt, fallback = load_with_fallback(lambda d, t: load_qwen(folder, d, t), dev, dt, progress)
-    model = TTSModel(qwen, model_id=model_id, model_dir=folder, device=dev, dtype=dt, warnings=warnings + fallback)
+    check_kernels(mode)
+    qwen, dev, dt, fallback = load_with_fallback(
+        lambda d, t: load_qwen(folder, d, load_dtype(folder, resolve_quant(quant, d), d, t)), dev, dt, progress)
+    mode = resolve_quant(quant, dev)  # a CUDA out-of-memory fallback runs on CPU
+    qreport = apply_quant(qwen, folder, mode, device=dev, dtype=dt, progress=progress)
+    model = TTSModel(qwen, model_id=model_id, model_dir=folder, device=dev, dtype=dt, warnings=warnings + fallback,
+                     quant=mode)
+    model.quant_report = qreport
     model._key = key
-    _LOGGER.info("loaded %s on %s (%s) in %.1f s", model_id, dev, dt, time.perf_counter() - t0)
+    _LOGGER.info("loaded %s on %s (%s, quant %s) in %.1f s", model_id, dev, dt, mode, time.perf_counter() - t0)
     _resident = model
     return model
 
@@ -132,7 +145,7 @@ class TTSModel:
     """
 
     def __init__(self, qwen: Any, *, model_id: str, model_dir: Path, device: str, dtype: str,
-                 warnings: list[str] | None = None) -> None:
+                 warnings: list[str] | None = None, quant: str = "none") -> None:
         cfg = qwen.model.config
         talker = qwen.model.talker
         # The value transformers sets by itself for open-ended generation, minus its warning.
@@ -142,6 +155,10 @@ class TTSModel:
         self.model_dir = Path(model_dir)
         self.device = device
         self.dtype = dtype
+        #: Talker/code-predictor weights: "none", "bf16", "int8" or "int4" (``tts.quant``);
+        #: ``quant_report`` says what was replaced and whether the cache was used.
+        self.quant = quant
+        self.quant_report: QuantReport | None = None
         self.kind: str = str(cfg.tts_model_type)
         self.size: str = {"0b6": "0.6B", "1b7": "1.7B"}.get(str(cfg.tts_model_size), str(cfg.tts_model_size))
         self.sample_rate = int(qwen.model.speech_tokenizer.get_output_sample_rate())
@@ -154,11 +171,10 @@ class TTSModel:
         self.warnings: list[str] = list(warnings or [])
         self._prompts: weakref.WeakKeyDictionary[Voice, VoicePrompt] = weakref.WeakKeyDictionary()
         self._key: tuple[str, ...] | None = None
-        # One talker generation at a time (a streaming worker thread and a caller may overlap).
-        self._generate_lock = threading.Lock()
+        self._decoder: Any = None  # tts.engine.Decoder, built on first use
 
     def __repr__(self) -> str:
-        state = "closed" if self.closed else f"{self.device}, {self.dtype}"
+        state = "closed" if self.closed else f"{self.device}, {self.dtype}, quant={self.quant}"
         return f"TTSModel({self.model_id!r}, kind={self.kind!r}, size={self.size!r}, {state})"
 
     @property
@@ -172,6 +188,7 @@ class TTSModel:
             return
         self._prompts = weakref.WeakKeyDictionary()
         self._qwen = None
+        self._decoder = None
         if _resident is self:
             _resident = None
         free_memory()
@@ -362,19 +379,22 @@ class TTSModel:
 
     def _stream_segment(self, plan: Plan, idx: int, inputs: dict[str, Any], budget: int, context: Any,
                         voice: Voice | None, start: float) -> Iterator[GenerationResult]:
-        """One segment as chunks: qwen-tts generate in a worker thread, each chunk decoded on arrival."""
+        """One segment as chunks: the decode loop's frames, each chunk decoded as soon as it is full."""
         assert plan.stream is not None
-        run = functools.partial(self._segment_codes, inputs, plan, budget, idx)
+        from .engine import DecodeStats
+
+        stats = DecodeStats()
         audios: list[np.ndarray] = []
         frame_start = 0
         t0 = time.perf_counter()
-        with contextlib.closing(stream_chunks(self._qwen.model, run, plan.stream, budget=budget, context=context,
+        frames = self._segment_frames(inputs, plan, budget, idx, stats)
+        with contextlib.closing(stream_chunks(self._qwen.model, frames, stats, plan.stream, context=context,
                                               samples_per_frame=self.samples_per_frame)) as chunks:
-            for chunk_idx, (frames, audio, last) in enumerate(chunks):
+            for chunk_idx, (n, audio, last) in enumerate(chunks):
                 audios.append(audio)
                 sim = self._output_similarity(np.concatenate(audios), voice) if last else None
-                yield self._result(plan, idx, audio, frames, t0, start, budget, sim, chunk=(chunk_idx, last, frame_start))
-                frame_start += frames
+                yield self._result(plan, idx, audio, n, t0, start, budget, sim, chunk=(chunk_idx, last, frame_start))
+                frame_start += n
                 t0 = time.perf_counter()
 
     def _result(self, plan: Plan, idx: int, audio: np.ndarray, frames: int, t0: float, start: float, budget: int,
@@ -383,19 +403,44 @@ class TTSModel:
         return segment_result(plan, idx, audio, frames, t0, start, budget, sim, chunk,
                               sample_rate=self.sample_rate, peak_memory_gb=functools.partial(peak_memory_gb, self.device))
 
-    def _segment_codes(self, inputs: dict[str, Any], plan: Plan, budget: int, idx: int) -> Any:
-        """Run the talker + code predictor (qwen-tts ``generate``): codes shaped (frames, 16)."""
-        torch, q = torch_module(), self._qwen
-        kwargs = q._merge_generate_kwargs(**plan.sampling, max_new_tokens=budget + 1)  # n tokens -> n-1 frames
+    def _segment_frames(self, inputs: dict[str, Any], plan: Plan, budget: int, idx: int,
+                        stats: Any = None) -> Iterator[Any]:
+        """The segment's codec frames, each a LongTensor (16,), as our decode loop makes them.
+
+        Sampling as qwen-tts ``generate`` with the same keywords (checkpoint defaults merged in);
+        segment ``idx`` of a seeded call uses seed + idx; ``min_new_frames`` holds end of speech
+        off as ``fixed_min_frames`` does on the plain path.
+        """
+        from .engine import DEFAULT_MIN_NEW_TOKENS, Decoder
+        from .prompt import prompt_from_generate_kwargs
+        from .sampling import SamplingConfig
+
+        q = self._qwen
+        if self._decoder is None:
+            self._decoder = Decoder(q.model)
+        config = SamplingConfig.from_generate_kwargs(q._merge_generate_kwargs(**plan.sampling))
+        min_tokens = plan.min_new_frames + 1 if plan.min_new_frames else DEFAULT_MIN_NEW_TOKENS
+        seed = None if plan.seed is None else (plan.seed + idx) % 2**63
         try:
-            with self._generate_lock, torch.inference_mode(), seeded(plan.seed, idx, self.device), \
-                    fixed_min_frames(q.model.talker, plan.min_new_frames):
-                codes_list, _ = q.model.generate(**inputs, **kwargs)
+            prompt = prompt_from_generate_kwargs(q.model, inputs)
+        except ValueError as exc:  # languages are checked by make_plan; this is a safety net
+            raise SynthesisError(str(exc)) from exc
+        return self._decoder.frames(prompt, config, max_frames=budget, min_new_tokens=min_tokens, seed=seed,
+                                    stats=stats)
+
+    def _segment_codes(self, inputs: dict[str, Any], plan: Plan, budget: int, idx: int) -> Any:
+        """All frames of a segment: codes shaped (frames, 16)."""
+        torch = torch_module()
+        try:
+            frames = list(self._segment_frames(inputs, plan, budget, idx))
         except torch.cuda.OutOfMemoryError as exc:
             free_memory()
             raise SynthesisError(f"the GPU ran out of memory on a {budget}-frame segment; use shorter text, "
                                  "the 0.6b model, or device='cpu'") from exc
-        return codes_list[0]
+        if not frames:
+            groups = int(self._qwen.model.config.talker_config.num_code_groups)
+            return torch.zeros((0, groups), dtype=torch.long, device=self._qwen.model.talker.device)
+        return torch.stack(frames)
 
     def _decode(self, codes: Any, context: Any) -> np.ndarray:
         """Codec frames -> float32 waveform of exactly frames x samples_per_frame samples."""
