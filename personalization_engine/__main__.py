@@ -83,7 +83,8 @@ def _clone(args: argparse.Namespace, console: Console | None = None) -> int:
     missing = session.check_model()
     console.print(render.render_banner(device=session.device_description(), model=session.model_name,
                                        mode=session.mode, seed=options.seed, out_dir=options.out_dir,
-                                       voices_dir=options.voices_dir, interactive=False, model_missing=missing))
+                                       voices_dir=options.voices_dir, interactive=False, quant=session.quant_mode(),
+                                       model_missing=missing))
     if missing:
         raise ModelLoadError(missing)  # exit 2 with the download command; nothing analysed or written
     try:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .errors import OutputWriteError, ProfileError
 from .session import SessionConfig
+from .tts.quant import QUANT_CHOICES
 
 #: Log line format of both entry points (stderr; the console output stays on stdout).
 LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
@@ -35,6 +36,8 @@ class Options:
     model: str = "0.6b"
     device: str = "auto"
     dtype: str = "auto"
+    quant: str = "auto"
+    """Compact weights: auto (int8 on CPU, unchanged on a GPU), none, bf16, int8 or int4."""
     out_dir: Path = Path("outputs")
     """Output folder, relative to the working directory."""
     voices_dir: Path = Path("voices")
@@ -55,7 +58,8 @@ class Options:
 
     def session_config(self) -> SessionConfig:
         """The part of the options a :class:`~personalization_engine.session.CloneSession` starts with."""
-        return SessionConfig(model=self.model, device=self.device, dtype=self.dtype, out_dir=self.out_dir,
+        return SessionConfig(model=self.model, device=self.device, dtype=self.dtype, quant=self.quant,
+                             out_dir=self.out_dir,
                              voices_dir=self.voices_dir, language=self.language, seed=self.seed,
                              transcript=self.transcript)
 
@@ -68,6 +72,9 @@ def _add_model_flags(group: argparse._ActionsContainer) -> None:
                        help="0.6b (default), 1.7b or a local folder")
     group.add_argument("--device", default=_DEFAULTS.device, help="auto (default), cuda, mps or cpu")
     group.add_argument("--dtype", default=_DEFAULTS.dtype, help="auto (default), bfloat16, float16 or float32")
+    group.add_argument("--quant", default=_DEFAULTS.quant, type=str.lower, choices=QUANT_CHOICES,
+                       help="compact talker weights: auto (default: int8 on CPU, unchanged on a GPU), none, "
+                            "bf16, int8 or int4 (int8/int4: CPU only)")
     group.add_argument("--lang", default=_DEFAULTS.language, metavar="CODE",
                        help="language of the lines (default: auto)")
     group.add_argument("--seed", type=int, default=_DEFAULTS.seed, help="sampling seed, for reproducible output")
@@ -122,7 +129,8 @@ def options_from_args(args: argparse.Namespace) -> Options:
     return Options(
         ref=get("ref"), voice=get("voice"), transcript=get("transcript"),
         model=get("model", _DEFAULTS.model), device=get("device", _DEFAULTS.device),
-        dtype=get("dtype", _DEFAULTS.dtype), out_dir=Path(get("out", _DEFAULTS.out_dir)),
+        dtype=get("dtype", _DEFAULTS.dtype), quant=get("quant", _DEFAULTS.quant),
+        out_dir=Path(get("out", _DEFAULTS.out_dir)),
         voices_dir=Path(get("voices", _DEFAULTS.voices_dir)), play=not get("no_play", False),
         input_device=get("input_device"), output_device=get("output_device"),
         list_devices=bool(get("list_devices", False)), seconds=get("seconds", _DEFAULTS.seconds),

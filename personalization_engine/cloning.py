@@ -82,7 +82,7 @@ class CloneSettings:
 def model_info(model: TTSModel, voice: Voice, *, seed: int | None) -> ModelInfo:
     """The fingerprint's model block."""
     return ModelInfo(model_id=model.model_id, size=model.size, dtype=str(model.dtype).replace("torch.", ""),
-                     device=model.device, mode=voice.mode, seed=seed, kind=model.kind)
+                     device=model.device, mode=voice.mode, seed=seed, kind=model.kind, quant=model.quant)
 
 
 def clone_line(

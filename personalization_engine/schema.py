@@ -181,6 +181,9 @@ class ModelInfo:
     """Voice-prompt mode: ``"xvector"`` or ``"icl"``."""
     seed: int | None = None
     kind: str = "base"
+    quant: str = "none"
+    """Talker/code-predictor weights: ``none`` (as loaded), ``bf16``, ``int8`` or ``int4``
+    (``TTSModel.quant``, the mode resolved from ``--quant``)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -191,13 +194,15 @@ class ModelInfo:
             "device": self.device,
             "mode": self.mode,
             "seed": None if self.seed is None else int(self.seed),
+            "quant": self.quant,
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelInfo:
         seed = d.get("seed")
         return cls(model_id=str(d["id"]), size=str(d["size"]), dtype=str(d["dtype"]), device=str(d["device"]),
-                   mode=str(d["mode"]), seed=None if seed is None else int(seed), kind=str(d.get("kind", "base")))
+                   mode=str(d["mode"]), seed=None if seed is None else int(seed), kind=str(d.get("kind", "base")),
+                   quant=str(d.get("quant", "none")))  # pairs written before quant was recorded: none
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ from .tts import TTSModel, Voice, load_model
 from .tts.device import describe_device, resolve_device
 from .tts.hub import find_model
 from .tts.options import LANGUAGE_CODES, SUPPORTED_LANGUAGES
+from .tts.quant import resolve_quant
 from .voice_library import VoiceLibrary, validate_name
 
 _LOGGER = logging.getLogger(__name__)
@@ -54,6 +55,9 @@ class SessionConfig:
     """Model name (0.6b, 1.7b) or a local folder; loaded on first use."""
     device: str = "auto"
     dtype: str = "auto"
+    quant: str = "none"
+    """Compact talker/code-predictor weights (``load_model(quant=...)``); the library's default
+    is ``none``, the app passes ``auto`` (int8 on CPU, unchanged on a GPU)."""
     out_dir: Path = Path("outputs")
     """Where output pairs are written."""
     voices_dir: Path = Path("voices")
@@ -197,6 +201,17 @@ class CloneSession:
         except PersonalizationError as exc:
             return f"{self.config.device} (unusable: {exc})"
         return f"{describe_device(dev)} · {dt}"
+
+    def quant_mode(self) -> str:
+        """The weights' quant mode: the loaded model's, else what ``config.quant`` resolves to on
+        the chosen device (never raises: an impossible choice is said in words)."""
+        if self.model is not None and not self.model.closed:
+            return self.model.quant
+        try:
+            dev, _, _ = resolve_device(self.config.device, self.config.dtype)
+            return resolve_quant(self.config.quant, dev)
+        except PersonalizationError as exc:
+            return f"{self.config.quant} (unusable: {exc})"
 
     # ---- the reference
 
@@ -378,7 +393,8 @@ class CloneSession:
     def _load_model(self, name: str) -> TTSModel:
         t0 = time.perf_counter()
         with self.events.busy(f"loading model {name}…") as update:
-            model = load_model(name, device=self.config.device, dtype=self.config.dtype, progress=update)
+            model = load_model(name, device=self.config.device, dtype=self.config.dtype, quant=self.config.quant,
+                               progress=update)
         self.events.model_loaded(model, time.perf_counter() - t0)
         for warning in model.warnings:
             self._warn(warning)

@@ -116,9 +116,11 @@ def test_clone_command_runs_the_batch(tmp_path, tiny_checkpoint, voices_dir):
                                  str(tmp_path / "out"), "--seed", "1"])
     (tmp_path / "lines.txt").write_text("One.\n\nTwo.\n", encoding="utf-8")
     assert _clone(args, console) == 0, buf.getvalue()
-    texts = [d["text"] for d in check_pairs(tmp_path / "out", 2)]
-    assert sorted(texts) == ["One.", "Two."]
+    data = check_pairs(tmp_path / "out", 2)
+    assert sorted(d["text"] for d in data) == ["One.", "Two."]
     assert "2 of 2 lines written" in buf.getvalue() and "batch mode" in buf.getvalue()
+    # The app passes --quant auto (int8 on CPU): the banner and the fingerprint say the mode used.
+    assert "quant int8" in buf.getvalue() and {d["model"]["quant"] for d in data} == {"int8"}
 
 
 # --------------------------------------------------------------------------- issue 12
@@ -180,3 +182,18 @@ def test_analyze_help_says_json_lines():
 
     sub = next(a for a in _parser()._actions if a.dest == "command")
     assert "JSON Lines" in sub.choices["analyze"].format_help()
+
+
+def test_quant_flag_defaults_to_auto_for_the_app_and_refuses_unknown_modes(capsys):
+    """The app (both entry points) asks for quant auto; the library's default stays none."""
+    from personalization_engine.__main__ import _parser
+    from personalization_engine.session import SessionConfig
+
+    script = cli.options_from_args(cli.build_parser().parse_args([]))
+    clone = cli.options_from_args(_parser().parse_args(["clone", "--ref", "a.wav", "--text", "hi"]))
+    assert script.quant == clone.quant == "auto" and script.session_config().quant == "auto"
+    assert SessionConfig().quant == "none"
+    assert cli.options_from_args(cli.build_parser().parse_args(["--quant", "INT4"])).quant == "int4"
+    with pytest.raises(SystemExit) as exit_info:
+        cli.build_parser().parse_args(["--quant", "int3"])
+    assert exit_info.value.code == 2 and "invalid choice: 'int3'" in capsys.readouterr().err

@@ -120,8 +120,9 @@ def test_banner_says_missing_weights_with_the_command():
     missing = ("Qwen/Qwen3-TTS-12Hz-0.6B-Base is not in models/. Download it on a machine with internet access:\n"
                "    huggingface-cli download Qwen/Qwen3-TTS-12Hz-0.6B-Base --local-dir models/Qwen3-TTS-12Hz-0.6B-Base")
     console.print(render.render_banner(device="cpu", model="0.6b", mode="xvector", seed=None, out_dir=Path("o"),
-                                       voices_dir=Path("v"), interactive=True, model_missing=missing))
+                                       voices_dir=Path("v"), interactive=True, quant="int8", model_missing=missing))
     text = buf.getvalue()
+    assert "0.6b · quant int8 · mode xvector" in text  # the resolved quant mode
     assert "weights" in text and "huggingface-cli download Qwen/Qwen3-TTS-12Hz-0.6B-Base" in text
     assert "Voice DNA still works" in text
 

@@ -54,7 +54,7 @@ class Repl:
         missing = s.check_model()
         self.console.print(render_banner(device=s.device_description(), model=s.model_name, mode=s.mode, seed=o.seed,
                                          out_dir=o.out_dir, voices_dir=o.voices_dir, interactive=self.interactive,
-                                         model_missing=missing))
+                                         quant=s.quant_mode(), model_missing=missing))
 
     def setup_audio(self) -> None:
         o = self.options

@@ -66,7 +66,8 @@ class ConsoleEvents(SessionEvents):
 
     def model_loaded(self, model: TTSModel, seconds: float) -> None:
         self.console.print(f"[green]✔[/] model {escape(model.model_id)} ({model.size}, {model.kind}) on "
-                           f"{model.device}, {str(model.dtype).replace('torch.', '')} · {seconds:.1f} s")
+                           f"{model.device}, {str(model.dtype).replace('torch.', '')}, quant {model.quant} · "
+                           f"{seconds:.1f} s")
 
     def voice_rebuilding(self, made_by: str, model_id: str) -> None:
         self.console.print(f"[yellow]this voice was made with {escape(made_by)}; rebuilding its prompt for "
