@@ -142,7 +142,7 @@ def _analyze(
 
     t0 = time.perf_counter()
     try:
-        _, profile = analyze_voice((audio, sr), detector=detector)
+        _, profile = analyze_voice((audio, sr), detector=detector, name="the output")
     except PersonalizationError as exc:
         return None, f"{type(exc).__name__}: {exc}", None, time.perf_counter() - t0
     note = emotion_unavailable_reason(profile)
