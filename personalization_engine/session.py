@@ -35,6 +35,7 @@ from .errors import ModelLoadError, PersonalizationError, ProfileError
 from .fingerprint import OutputPair
 from .rates import FRAMES_PER_S
 from .schema import AudioClip, GenerationResult, ReferenceInfo, VoiceProfile
+from .text_segmenter import check_speakable
 from .tts import TTSModel, Voice, load_model
 from .tts.device import describe_device, resolve_device
 from .tts.hub import find_model
@@ -263,6 +264,9 @@ class CloneSession:
     def save_voice(self, name: str, *, overwrite: bool = False) -> Path:
         """Save the current voice and its reference audio as ``voices/NAME``."""
         validate_name(name)
+        if self.voice is None and self.reference is not None and not self.model_ready():
+            raise ModelLoadError(f"saving a voice needs the model weights (the model makes its prompt); "
+                                 f"{self._missing_message()}")
         if self.voice is None or self.reference is None:
             raise ProfileError("no voice to save yet: /record or /load PATH first.")
         source = self.reference.source
@@ -475,17 +479,6 @@ class CloneSession:
         if message not in self._warned:
             self._warned.add(message)
             self.events.warning(message)
-
-
-def check_speakable(text: str) -> None:
-    """Refuse text with nothing to say: no letter or digit ("...", a lone emoji).
-
-    The model given only punctuation or symbols babbles for seconds; no line is written.
-    """
-    if not any(ch.isalnum() for ch in text):
-        shown = text.strip()
-        what = f"{shown!r} has no letters or digits" if shown else "the line is empty"
-        raise ProfileError(f"nothing to speak: {what}. Type words to speak them.")
 
 
 def languages() -> set[str]:

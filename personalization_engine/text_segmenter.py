@@ -22,6 +22,8 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
+from .errors import ProfileError
+
 #: Upper bound of one segment, in length units (a Latin character = 1 unit, a CJK character =
 #: CJK_UNITS). 220 units is ~15 s of English speech, well inside what the model phrases well.
 MAX_SEGMENT_UNITS = 220
@@ -221,3 +223,14 @@ def _pack(pieces: list[tuple[str, float]], max_units: float) -> list[Segment]:
     if text:
         segments.append(Segment(text, pause))
     return segments
+
+
+def check_speakable(text: str) -> None:
+    """Refuse text with nothing to say: no letter or digit ("...", a lone emoji).
+
+    The model given only punctuation or symbols babbles for seconds; no line is written.
+    """
+    if not any(ch.isalnum() for ch in text):
+        shown = text.strip()
+        what = f"{shown!r} has no letters or digits" if shown else "the line is empty"
+        raise ProfileError(f"nothing to speak: {what}. Type words to speak them.")

@@ -230,6 +230,8 @@ def test_missing_weights_are_said_at_start_and_then_once_per_line_in_one_line(tm
     with pytest.raises(ModelLoadError) as again:
         session.speak("Hello again.")
     assert "\n" not in str(again.value) and "missing" in str(again.value)
+    with pytest.raises(ModelLoadError, match="saving a voice needs the model weights"):
+        session.save_voice("anna")  # not "no voice to save yet": there is a reference
     assert session.outputs == () and not (tmp_path / "out").exists()
     assert not (tmp_path / "hf-cache").exists()  # nothing was downloaded
 
