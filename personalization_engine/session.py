@@ -343,13 +343,15 @@ class CloneSession:
         """Are the model's weights here, or downloadable? Sets and returns :attr:`model_missing`.
 
         Nothing is downloaded or read: a session starts with this, so a missing model is said
-        at once (with the download command) and the session stays useful for Voice DNA.
+        at once (with the download command) and the session stays useful for Voice DNA. The
+        caller shows the reason; a line spoken later says it again in one short line.
         """
         if self.model is not None and not self.model.closed:
             self.model_missing = None
             return None
         found = find_model(self.model_name, probe=probe)
         self.model_missing = found.problem
+        self._said_missing = found.problem is not None
         return self.model_missing
 
     def model_ready(self) -> bool:

@@ -225,11 +225,15 @@ def test_missing_weights_are_said_at_start_and_then_once_per_line_in_one_line(tm
     assert ref.profile is not None
     session.warm_up()  # after a new reference: nothing to load, nothing said
     assert events.names("busy") == ["analysing the voice (pitch, energy, rate, emotion)…"]
-    with pytest.raises(ModelLoadError, match="(?s)speaking needs the model weights: .*huggingface-cli download"):
-        session.speak("Hello.")
-    with pytest.raises(ModelLoadError) as again:
-        session.speak("Hello again.")
-    assert "\n" not in str(again.value) and "missing" in str(again.value)
+    for line in ("Hello.", "Hello again."):  # check_model's caller showed the command: one line each
+        with pytest.raises(ModelLoadError, match="speaking needs the model weights of 1.7b-design, which are "
+                                                 "missing") as info:
+            session.speak(line)
+        assert "\n" not in str(info.value)
+    fresh, _ = _session(tmp_path, "1.7b-design")  # no check_model first (e.g. a library caller):
+    fresh.load_reference(voices_dir / "LJ001-0004.flac")
+    with pytest.raises(ModelLoadError, match="(?s)1.7B-VoiceDesign is not .*huggingface-cli download"):
+        fresh.speak("Hello.")  # the loader's own message, with the command
     with pytest.raises(ModelLoadError, match="saving a voice needs the model weights"):
         session.save_voice("anna")  # not "no voice to save yet": there is a reference
     assert session.outputs == () and not (tmp_path / "out").exists()

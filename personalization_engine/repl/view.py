@@ -32,7 +32,7 @@ from ..batch import run_batch as _run_batch
 from ..cloning import SynthesisProgress
 from ..schema import GenerationResult
 from ..session import CloneSession, Reference, SessionEvents, SpokenLine
-from ..text_segmenter import split_text
+from ..text_segmenter import check_speakable, split_text
 from .audio import AudioView
 from .render import render_batch_summary, render_profile, render_result, short
 from .typeahead import TypeAhead, queued_text
@@ -92,6 +92,7 @@ def speak(console: Console, session: CloneSession, text: str, audio: AudioView,
         for progress, task in shown:
             progress.update(task, queued=queued_text(count))
 
+    check_speakable(text)  # "..." is refused before anything else is said about the model
     with ahead.capturing(on_queued):
         session.prepare()  # its spinners first: one live display at a time
         spoken = _speak_with_progress(console, session, text, audio, shown, queued_text(len(ahead)))
