@@ -182,22 +182,28 @@ def test_predictions_on_real_clips_are_deterministic_records(detector, voices_di
     assert est.label == ref.label and abs(est.probability - ref.probability) < 0.1
 
 
-def test_probabilities_average_the_full_and_compact_members(detector, voices_dir, speech_data):
-    """The shipped model is the mean of two calibrated SVMs; the compact one sees only its 168 columns."""
+def test_probabilities_average_the_members(detector, voices_dir, speech_data):
+    """The shipped model is the mean of its calibrated members (linear SVM on all features, RBF
+    kernel member on the compact columns); a compact member sees only its columns."""
     paths = [voices_dir / "LJ001-0004.flac", speech_data / "emotion" / "emodb" / "03a01Fa.flac"]
     X = np.vstack([clip_features(p) for p in paths])
-    full, compact = detector.pipeline_.estimators_
-    expected = (full.predict_proba(X) + compact.predict_proba(X)) / 2.0  # columns: sorted labels
+    members = dict(detector.pipeline_.named_estimators_)
+    assert "all_features" in members and len(members) >= 2
+    expected = np.mean([m.predict_proba(X) for m in members.values()], axis=0)  # columns: sorted labels
     assert list(detector.pipeline_.classes_) == sorted(EMOTION_LABELS)
     order = [EMOTION_LABELS.index(lab) for lab in detector.pipeline_.classes_]
     assert np.allclose(detector.predict_proba(X)[:, order], expected)
     assert 100 < len(COMPACT_FEATURE_NAMES) < len(FEATURE_NAMES) and not any(n.startswith(("mfcc", "logmel")) for n in COMPACT_FEATURE_NAMES)
-    # Changing only MFCC/log-mel columns moves the full member but never the compact one.
+    # Changing only MFCC/log-mel columns moves the full member but never a compact one.
     Xm = X.copy()
     spectral = [i for i, n in enumerate(FEATURE_NAMES) if n.startswith(("mfcc", "logmel"))]
     Xm[:, spectral] += 3.0
-    assert np.allclose(compact.predict_proba(Xm), compact.predict_proba(X))
-    assert not np.allclose(full.predict_proba(Xm), full.predict_proba(X))
+    compact = [m for name, m in members.items()
+               if name == "compact_features" or (name == "kernel_features" and detector.kernel_features == "compact")]
+    assert compact
+    for m in compact:
+        assert np.allclose(m.predict_proba(Xm), m.predict_proba(X))
+    assert not np.allclose(members["all_features"].predict_proba(Xm), members["all_features"].predict_proba(X))
 
 
 def test_analysis_profile_carries_the_emotion(voices_dir):
@@ -254,7 +260,7 @@ def test_speaker_held_out_accuracy_on_ravdess_actors(detector, shared_data):
     speakers = np.array([c.speaker.split(":")[1] for c in clips])
     test = np.isin(speakers, HELD_OUT_TEST_ACTORS)
     assert not set(speakers[test]) & set(speakers[~test]) and len(set(speakers[~test])) == 16
-    model = EmotionDetector(C=detector.C, C_compact=detector.C_compact).fit(X[~test], y[~test], groups=speakers[~test])
+    model = EmotionDetector(**detector.manifest["hyperparameters"]).fit(X[~test], y[~test], groups=speakers[~test])
     accuracy = float(np.mean(model.predict_labels(X[test]) == y[test]))
     assert test.sum() == 112 and accuracy >= HELD_OUT_MIN_ACCURACY, accuracy
 

@@ -1,11 +1,13 @@
-"""Emotion "vibe" of a voice: calibrated linear SVMs over clip-level acoustic features.
+"""Emotion "vibe" of a voice: calibrated SVMs over clip-level acoustic features.
 
 Labels are :data:`EMOTION_LABELS` (``schema.EMOTION_LABELS``: calm, happy, sad, angry, fearful,
 disgust, surprised; calm covers neutral) and features are :data:`FEATURE_NAMES`
-(:mod:`.features`), both defined once. The model averages the probabilities of two linear SVMs
-(``LinearSVC``, one-vs-rest, each behind a ``StandardScaler`` with sigmoid-calibrated
-probabilities): one on all features and one on the compact subset
-:data:`COMPACT_FEATURE_NAMES` (no MFCC/log-mel statistics). It is trained on acted corpora
+(:mod:`.features`), both defined once. The model averages the sigmoid-calibrated probabilities
+of its members, each behind a ``StandardScaler``: a linear SVM (``LinearSVC``, one-vs-rest) on
+all features, optionally a linear SVM on the compact subset :data:`COMPACT_FEATURE_NAMES` (no
+MFCC/log-mel statistics), and optionally an RBF-kernel SVM (``Nystroem`` kernel features, then
+``LinearSVC``) on the compact or all features. The shipped model has the first and the last
+(see ``models/svm_model.json``, ``hyperparameters``). It is trained on acted corpora
 (RAVDESS, EmoDB), phone recordings of command words and audiobook readers (calm), with class
 and corpus weights (see :mod:`.training` and ``models/svm_model_report.md``).
 
@@ -65,7 +67,7 @@ _PICKLE_BUILTINS = frozenset({"slice", "set", "frozenset", "dict", "list", "tupl
 
 
 class EmotionDetector:
-    """Classify the emotion of a voice clip (scikit-learn-style wrapper around the two SVMs).
+    """Classify the emotion of a voice clip (scikit-learn-style wrapper around the SVM members).
 
     ``fit`` and ``predict_proba`` work on feature matrices (rows in :data:`FEATURE_NAMES`
     order), as in scikit-learn; ``predict`` takes one clip's audio, the app's call.
@@ -74,8 +76,16 @@ class EmotionDetector:
     ----------
     C : float
         Inverse regularisation strength of the SVM on all features (chosen by speaker-grouped CV).
-    C_compact : float
-        The same for the SVM on :data:`COMPACT_FEATURE_NAMES` (chosen by speaker-grouped CV).
+    C_compact : float or None
+        The same for the linear SVM on :data:`COMPACT_FEATURE_NAMES`; ``None`` leaves that member out.
+    C_kernel : float or None
+        ``C`` of the RBF-kernel member (gamma 1/n_features on standardised columns, the
+        approximation of scikit-learn's ``gamma="scale"``); ``None`` (default) leaves it out.
+    kernel_components : int
+        Nystroem components of the kernel member (its size: 8 bytes x components x
+        (components + features)).
+    kernel_features : {"compact", "all"}
+        Columns the kernel member sees.
     calibration_folds : int
         Speaker-grouped folds for the sigmoid probability calibration.
     seed : int
@@ -89,10 +99,16 @@ class EmotionDetector:
     ('angry', 0.81, False)
     """
 
-    def __init__(self, *, C: float = 0.003, C_compact: float = 0.001, calibration_folds: int = 5,
+    def __init__(self, *, C: float = 0.003, C_compact: float | None = 0.001, C_kernel: float | None = None,
+                 kernel_components: int = 400, kernel_features: str = "compact", calibration_folds: int = 5,
                  seed: int = 0, uncertain_below: float = UNCERTAIN_BELOW) -> None:
+        if kernel_features not in ("all", "compact"):
+            raise ProfileError(f"kernel_features is {kernel_features!r}; allowed: 'all', 'compact'.")
         self.C = C
         self.C_compact = C_compact
+        self.C_kernel = C_kernel
+        self.kernel_components = kernel_components
+        self.kernel_features = kernel_features
         self.calibration_folds = calibration_folds
         self.seed = seed
         self.uncertain_below = uncertain_below
@@ -102,18 +118,19 @@ class EmotionDetector:
     # ----------------------------------------------------------------- scikit-learn API
     def fit(self, X: np.ndarray, y: np.ndarray | list[str], *, groups: np.ndarray | None = None,
             sample_weight: np.ndarray | None = None) -> EmotionDetector:
-        """Fit both members (scaler, linear SVM, calibration) on ``X`` (n, n_features) and ``y``.
+        """Fit every member (scaler, [kernel features,] linear SVM, calibration) on ``X`` and ``y``.
 
         ``groups`` (speaker ids) keep each speaker inside one calibration fold, so the
         probabilities are calibrated on voices the SVM did not see. ``sample_weight`` (class and
         corpus weights) goes to the SVMs and the calibration; without it classes are balanced.
         The fitted model is one scikit-learn ``VotingClassifier`` (soft voting, equal weights):
-        the mean of the two members' calibrated probabilities.
+        the mean of the members' calibrated probabilities.
         """
         import sklearn
         from sklearn.calibration import CalibratedClassifierCV
         from sklearn.compose import ColumnTransformer
         from sklearn.ensemble import VotingClassifier
+        from sklearn.kernel_approximation import Nystroem
         from sklearn.model_selection import GroupKFold, StratifiedKFold
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler
@@ -139,12 +156,22 @@ class EmotionDetector:
             def scaler() -> Any:
                 return StandardScaler().set_fit_request(sample_weight=False)
 
-            compact = ColumnTransformer([("compact", "passthrough", list(COMPACT_COLUMNS))], remainder="drop")
-            self.pipeline_ = VotingClassifier(
-                [("all_features", make_pipeline(scaler(), member(self.C))),
-                 ("compact_features", make_pipeline(compact, scaler(), member(self.C_compact)))],
-                voting="soft",
-            ).fit(X, y, sample_weight=np.asarray(sample_weight, dtype=np.float64))
+            def compact() -> Any:
+                return ColumnTransformer([("compact", "passthrough", list(COMPACT_COLUMNS))], remainder="drop")
+
+            members: list[tuple[str, Any]] = [("all_features", make_pipeline(scaler(), member(self.C)))]
+            if self.C_compact is not None:
+                members.append(("compact_features", make_pipeline(compact(), scaler(), member(self.C_compact))))
+            if self.C_kernel is not None:
+                # RBF kernel (gamma 1/n_features on standardised columns, scikit-learn's "scale")
+                # approximated by Nystroem features: the model stays small and fast to apply.
+                n_cols = len(COMPACT_COLUMNS) if self.kernel_features == "compact" else X.shape[1]
+                nystroem = Nystroem(gamma=1.0 / n_cols, n_components=min(self.kernel_components, len(X)),
+                                    random_state=self.seed)
+                steps = [compact()] if self.kernel_features == "compact" else []
+                members.append(("kernel_features", make_pipeline(*steps, scaler(), nystroem, member(self.C_kernel))))
+            self.pipeline_ = VotingClassifier(members, voting="soft").fit(
+                X, y, sample_weight=np.asarray(sample_weight, dtype=np.float64))
         return self
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
@@ -256,7 +283,9 @@ class EmotionDetector:
             "labels": list(EMOTION_LABELS),
             "feature_version": FEATURE_VERSION,
             "feature_names": list(FEATURE_NAMES),
-            "hyperparameters": {"C": self.C, "C_compact": self.C_compact,
+            "hyperparameters": {"C": self.C, "C_compact": self.C_compact, "C_kernel": self.C_kernel,
+                                "kernel_components": self.kernel_components,
+                                "kernel_features": self.kernel_features,
                                 "calibration_folds": self.calibration_folds, "seed": self.seed},
             "compact_feature_names": list(COMPACT_FEATURE_NAMES),
             "uncertain_below": self.uncertain_below,

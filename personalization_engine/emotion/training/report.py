@@ -81,8 +81,19 @@ def render_report(manifest: dict[str, Any]) -> str:
         label_header=" | ".join(EMOTION_LABELS), label_rule="|---" * (len(EMOTION_LABELS) + 1),
         data_rows="\n".join(data_rows), augmentation=data["augmentation"],
         target_rows="\n".join(target_rows), scheme=cv["scheme"],
-        C=f"{cv['C']:g}", C_compact=f"{cv['C_compact']:g}",
+        members=_members(cv),
         cv_rows="\n".join(cv_rows), cv_details=_details("Held-out speakers", cv["per_corpus"]),
         loco_rows="\n".join(loco_rows), loco_details=_details("Held-out corpus", cv["leave_one_corpus_out"]),
         curve=", ".join(f"{t}: {g:+.0f}" for t, g in list(curve.items())[::5]),
     ).rstrip() + "\n"
+
+
+def _members(cv: dict[str, Any]) -> str:
+    """One line per member of the ensemble, with its ``C`` (older manifests: two linear members)."""
+    out = [f"linear SVM on all features, `C` = {cv['C']:g}"]
+    if cv.get("C_compact") is not None:
+        out.append(f"linear SVM on the compact features, `C` = {cv['C_compact']:g}")
+    if cv.get("C_kernel") is not None:
+        out.append(f"RBF-kernel SVM on the {cv['kernel_features']} features (Nystroem approximation, "
+                   f"{cv['kernel_components']} components, gamma 1/n_features), `C` = {cv['C_kernel']:g}")
+    return "; ".join(out)
