@@ -145,4 +145,4 @@ def test_train_cli_writes_a_loadable_model_manifest_and_report(tmp_path, shared_
         assert heading in report
     assert report.strip() == runs[0].stdout.strip()  # printed and written
     det = EmotionDetector.load(out)
-    assert det.C == cv["C"] and det.predict_proba(np.zeros((1, len(FEATURE_NAMES)))).shape == (1, 7)
+    assert cv["C"] == det.C and det.predict_proba(np.zeros((1, len(FEATURE_NAMES)))).shape == (1, 7)

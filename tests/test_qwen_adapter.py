@@ -310,7 +310,7 @@ def test_voice_prompt_is_computed_once(tiny_model: TTSModel, voices_dir: Path) -
             h.remove()
     assert len(encoder_calls) == 1  # no re-encoding per line
     assert len(speaker_frames) == 1 + len(results)  # one similarity per segment
-    for r, mel_frames in zip(results, speaker_frames[1:]):
+    for r, mel_frames in zip(results, speaker_frames[1:], strict=False):
         assert abs(mel_frames - len(r.audio) / 256) <= 1 and mel_frames != ref_mel_frames  # hop 256: the output
 
 

@@ -307,7 +307,7 @@ def estimate_from_proba(proba: np.ndarray, *, uncertain_below: float = UNCERTAIN
     return EmotionEstimate(
         label=EMOTION_LABELS[top],
         probability=p,
-        distribution={label: float(v) for label, v in zip(EMOTION_LABELS, proba)},
+        distribution={label: float(v) for label, v in zip(EMOTION_LABELS, proba, strict=False)},
         uncertain=p < uncertain_below,
     )
 

@@ -267,7 +267,7 @@ def _cepstral_block(a: _Analysis) -> np.ndarray:
 
 
 def _band(lo: float, hi: float) -> np.ndarray:
-    return (_FREQS >= lo) & (_FREQS < hi)
+    return (lo <= _FREQS) & (hi > _FREQS)
 
 
 _BANDS = [_band(lo, hi) for lo, hi in ((0, 500), (500, 1000), (1000, 2000), (2000, 4000), (4000, 8001))]
@@ -295,7 +295,7 @@ def _spectral_llds(a: _Analysis) -> dict[str, np.ndarray]:
         "slope_db_per_khz": _slope(db, _SLOPE_BINS),
         "alpha_ratio_db": 10.0 * np.log10((power[_ALPHA_LO].sum(axis=0) + eps) / (power[_ALPHA_HI].sum(axis=0) + eps)),
         "hammarberg_db": db[_HAM_LO].max(axis=0) - db[_HAM_HI].max(axis=0),
-        **{name: b for name, b in zip(_SPECTRAL_LLDS[8:], bands)},
+        **{name: b for name, b in zip(_SPECTRAL_LLDS[8:], bands, strict=False)},
     }
     return llds
 
@@ -463,7 +463,9 @@ def _more_block(a: _Analysis, spectral: dict[str, np.ndarray]) -> np.ndarray:
     z = (m - m.mean(axis=1, keepdims=True)) / (m.std(axis=1, keepdims=True) + 1e-9)
     unv = a.speech & ~a.voiced
     um = a.mfcc[:, unv].mean(axis=1) if unv.any() else np.zeros(N_MFCC)
-    mf = np.column_stack([(z**3).mean(axis=1), (z**4).mean(axis=1) - 3.0, a.mfcc[:, a.voiced].mean(axis=1), um]).reshape(-1)
+    mf = np.column_stack(
+        [(z**3).mean(axis=1), (z**4).mean(axis=1) - 3.0, a.mfcc[:, a.voiced].mean(axis=1), um]
+    ).reshape(-1)
     sp = np.vstack(list(spectral.values()))[:, a.speech]
     zs = (sp - sp.mean(axis=1, keepdims=True)) / (sp.std(axis=1, keepdims=True) + 1e-9)
     return np.concatenate([lmf, mf, (zs**3).mean(axis=1)])

@@ -70,11 +70,14 @@ def main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train on labelled corpora and write pkl + manifest + report")
     t.add_argument("--data", required=True, help="a folder with labels.csv, or any folder above such folders")
-    t.add_argument("--out", default=str(DEFAULT_MODEL_PATH), help="model path (.pkl); .json and _report.md go beside it")
+    t.add_argument("--out", default=str(DEFAULT_MODEL_PATH),
+                   help="model path (.pkl); .json and _report.md go beside it")
     t.add_argument("--no-cache", action="store_true",
-                   help="do not cache features (default cache: $EMOTION_FEATURE_CACHE or ~/.cache/personalization_engine/emotion)")
+                   help="do not cache features (default cache: $EMOTION_FEATURE_CACHE or "
+                        "~/.cache/personalization_engine/emotion)")
     e = sub.add_parser("eval", help="score the model on a labelled folder (e.g. a corpus it never saw)")
-    e.add_argument("--data", required=True, help="a folder with labels.csv (file,emotion7,...), or a folder above such folders")
+    e.add_argument("--data", required=True,
+                   help="a folder with labels.csv (file,emotion7,...), or a folder above such folders")
     e.add_argument("--model", default=None, help="model path (default: the shipped models/svm_model.pkl)")
     e.add_argument("--json", action="store_true", help="print one JSON object")
     args = p.parse_args(argv)

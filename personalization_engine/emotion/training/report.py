@@ -22,7 +22,7 @@ def _confusion(conf: dict[str, Any], present: list[str]) -> list[str]:
     labels = conf["labels"]
     lines = ["| true \\ predicted | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
     lines += [f"| **{lab}** | " + " | ".join(str(v) for v in row) + " |"
-              for lab, row in zip(labels, conf["matrix"]) if lab in present]
+              for lab, row in zip(labels, conf["matrix"], strict=False) if lab in present]
     return lines
 
 

@@ -135,8 +135,8 @@ def scores(y_true: np.ndarray, y_pred: np.ndarray, uncertain: np.ndarray | None 
         "accuracy": float(np.mean(y_true == y_pred)),
         "balanced_accuracy": uar,
         "macro_f1": float(np.mean(f1)),
-        "per_class_f1": {lab: float(v) for lab, v in zip(present, f1)},
-        "per_class_recall": {lab: float(v) for lab, v in zip(present, rec)},
+        "per_class_f1": {lab: float(v) for lab, v in zip(present, f1, strict=False)},
+        "per_class_recall": {lab: float(v) for lab, v in zip(present, rec, strict=False)},
         "confusion": {"labels": list(EMOTION_LABELS),
                       "matrix": confusion_matrix(y_true, y_pred, labels=list(EMOTION_LABELS)).tolist()},
     }
@@ -161,7 +161,7 @@ def choose_threshold(y: np.ndarray, proba: np.ndarray, weights: np.ndarray) -> d
     gains = [float(np.sum(weights * (top >= t) * np.where(right, 1.0, -1.0))) for t in THRESHOLD_GRID]
     best = THRESHOLD_GRID[int(np.argmax(gains))]
     return {"threshold": best, "rule": "maximise weighted (right - wrong) over shown labels",
-            "curve": {f"{t:.2f}": round(g, 2) for t, g in zip(THRESHOLD_GRID, gains)}}
+            "curve": {f"{t:.2f}": round(g, 2) for t, g in zip(THRESHOLD_GRID, gains, strict=False)}}
 
 
 def _held_out_proba(ds: Dataset, train: np.ndarray, test: np.ndarray) -> np.ndarray:
@@ -179,7 +179,7 @@ def cross_validate(ds: Dataset) -> dict[str, Any]:
     splits += [(ds.corpora != c, (ds.corpora == c) & base) for c in corpora]
     results = Parallel(n_jobs=N_JOBS)(delayed(_held_out_proba)(ds, tr, te) for tr, te in splits)
     proba = np.full((len(ds.clips), len(EMOTION_LABELS)), np.nan)
-    for (_, te), p in zip(splits[:N_FOLDS], results[:N_FOLDS]):
+    for (_, te), p in zip(splits[:N_FOLDS], results[:N_FOLDS], strict=False):
         proba[te] = p
     w = sample_weights(ds.y[base], ds.corpora[base])
     threshold = choose_threshold(ds.y[base], proba[base], w)
@@ -188,7 +188,7 @@ def cross_validate(ds: Dataset) -> dict[str, Any]:
     for c in corpora:
         m = (ds.corpora == c) & base
         per_corpus[c] = scores(ds.y[m], _labels(proba[m]), proba[m].max(axis=1) < t)
-    for c, (_, te), p in zip(corpora, splits[N_FOLDS:], results[N_FOLDS:]):
+    for c, (_, te), p in zip(corpora, splits[N_FOLDS:], results[N_FOLDS:], strict=False):
         loco[c] = scores(ds.y[te], _labels(p), p.max(axis=1) < t)
         loco[c]["trained_labels"] = sorted(set(ds.y[base & (ds.corpora != c)]), key=EMOTION_LABELS.index)
         _LOGGER.info("leave-one-corpus-out %s: UAR %.4f", c, loco[c]["balanced_accuracy"])
@@ -203,7 +203,7 @@ def cross_validate(ds: Dataset) -> dict[str, Any]:
         "uncertainty": threshold,
         "per_corpus": per_corpus,
         "leave_one_corpus_out": loco,
-        "oof": {c.path.name: lab for c, lab, ok in zip(ds.clips, _labels(proba), base) if ok},
+        "oof": {c.path.name: lab for c, lab, ok in zip(ds.clips, _labels(proba), base, strict=False) if ok},
     }
 
 
