@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from . import rates
 from .audio_io import load_audio
 from .errors import ModelLoadError
 from .schema import AudioClip, VoiceProfile
@@ -24,7 +25,7 @@ _LOGGER = logging.getLogger(__name__)
 
 #: Sample rate of the whole analysis layer (Hz): the training corpora are 16 kHz, and the
 #: voice band that pitch, energy and MFCCs need lies below 8 kHz.
-ANALYSIS_SAMPLE_RATE = 16_000
+ANALYSIS_SAMPLE_RATE = rates.ANALYSIS_SAMPLE_RATE
 
 _detector_lock = threading.Lock()
 _detector_cache: dict[str, Any] = {}

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from .errors import AudioInputError
+from .rates import ANALYSIS_SAMPLE_RATE
 from .schema import AudioClip
 
 _LOGGER = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ CLIP_RUN = 3
 def load_audio(
     path_or_array: str | os.PathLike[str] | np.ndarray | AudioClip | tuple[np.ndarray, int],
     *,
-    sample_rate: int = 16_000,
+    sample_rate: int = ANALYSIS_SAMPLE_RATE,
     input_sample_rate: int | None = None,
     trim: bool = True,
     validate: bool = True,

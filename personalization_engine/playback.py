@@ -21,6 +21,7 @@ import numpy as np
 from .audio_device import AudioDevice, _sounddevice, find_device
 from .errors import DeviceError
 from .prebuffer import DEFAULT_CHUNK_FRAMES, LineStats, PrebufferPolicy
+from .rates import TTS_SAMPLE_RATE
 
 __all__ = ["LineStats", "Player", "PrebufferPolicy"]
 
@@ -75,12 +76,12 @@ class Player:
     --------
     >>> player = Player()                                  # doctest: +SKIP
     >>> for chunk in chunks:                               # doctest: +SKIP
-    ...     player.feed(chunk.audio, 24_000, final=chunk.is_final)
+    ...     player.feed(chunk.audio, chunk.sample_rate, final=chunk.is_final)
     >>> player.wait()                                      # doctest: +SKIP
     """
 
     def __init__(self, *, device: int | str | None = None, keep_open: bool = False,
-                 sample_rate: int = 24_000) -> None:
+                 sample_rate: int = TTS_SAMPLE_RATE) -> None:
         self._device_spec = device
         self._keep_open = keep_open  # hold the stream open (silent when idle) until close()
         self._sample_rate = int(sample_rate)  # rate a kept-open stream is opened at

@@ -33,6 +33,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..rates import FRAMES_PER_S, SAMPLES_PER_FRAME, TTS_SAMPLE_RATE
+
 _LOGGER = logging.getLogger(__name__)
 
 #: Pre-tokenizer pattern of Qwen2 (transformers ``tokenization_qwen2.PRETOKENIZE_REGEX``).
@@ -115,7 +117,7 @@ PROCESSOR_CONFIG: dict[str, Any] = {
 SPEECH_FEATURE_EXTRACTOR_CONFIG: dict[str, Any] = {
     "chunk_length_s": None, "feature_extractor_type": "EncodecFeatureExtractor", "feature_size": 1,
     "overlap": None, "padding_side": "right", "padding_value": 0.0, "return_attention_mask": True,
-    "sampling_rate": 24000,
+    "sampling_rate": TTS_SAMPLE_RATE,
 }
 MODELSCOPE_CONFIGURATION: dict[str, Any] = {
     "framework": "pytorch", "task": "feature-extraction", "allow_remote": True,
@@ -286,7 +288,7 @@ def tiny_model_config(*, kind: str, token_ids: dict[str, int]) -> dict[str, Any]
         "talker_config": talker,
     }
     if kind == "base":
-        cfg["speaker_encoder_config"] = dict(sample_rate=24000, **TINY_SPEAKER_ENCODER)
+        cfg["speaker_encoder_config"] = dict(sample_rate=TTS_SAMPLE_RATE, **TINY_SPEAKER_ENCODER)
     return cfg
 
 
@@ -316,12 +318,12 @@ def tiny_speech_tokenizer_config() -> dict[str, Any]:
         upsampling_ratios=[2, 2], **TINY_CODEC_DECODER,
     )
     encoder = dict(
-        _frame_rate=12.5, attention_bias=False, attention_dropout=0.0, audio_channels=1,
+        _frame_rate=FRAMES_PER_S, attention_bias=False, attention_dropout=0.0, audio_channels=1,
         codebook_size=2048, compress=2, dilation_growth_rate=2, dtype="float32", hidden_act="gelu",
         initializer_range=0.02, kernel_size=7, last_kernel_size=3, layer_scale_initial_scale=0.01,
         max_position_embeddings=8000, norm_eps=1e-05, normalize=False, num_residual_layers=1,
         num_semantic_quantizers=1, pad_mode="constant", residual_kernel_size=3, rope_theta=10000.0,
-        sampling_rate=24000, sliding_window=250, trim_right_ratio=1.0,
+        sampling_rate=TTS_SAMPLE_RATE, sliding_window=250, trim_right_ratio=1.0,
         upsampling_ratios=[8, 6, 5, 4], use_cache=False, use_causal_conv=True,
         use_conv_shortcut=False, use_streaming=False, **TINY_CODEC_ENCODER,
     )
@@ -329,10 +331,10 @@ def tiny_speech_tokenizer_config() -> dict[str, Any]:
         "architectures": ["Qwen3TTSTokenizerV2Model"],
         "model_type": "qwen3_tts_tokenizer_12hz",
         "encoder_valid_num_quantizers": 16,
-        "input_sample_rate": 24000,
-        "output_sample_rate": 24000,
-        "decode_upsample_rate": 1920,
-        "encode_downsample_rate": 1920,
+        "input_sample_rate": TTS_SAMPLE_RATE,
+        "output_sample_rate": TTS_SAMPLE_RATE,
+        "decode_upsample_rate": SAMPLES_PER_FRAME,
+        "encode_downsample_rate": SAMPLES_PER_FRAME,
         "decoder_config": decoder,
         "encoder_config": encoder,
     }
