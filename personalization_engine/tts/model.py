@@ -18,9 +18,10 @@ import logging
 import os
 import time
 import weakref
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -41,8 +42,8 @@ from .inputs import (
     reference_name,
     reference_sha256,
 )
-from .quant import QuantReport, apply_quant, check_kernels, check_quant, load_dtype, resolve_quant
 from .options import GenerateOptions, Plan, check_instruct, make_plan
+from .quant import QuantReport, apply_quant, check_kernels, check_quant, load_dtype, resolve_quant
 from .results import join_results, segment_result
 from .runtime import (
     cosine,
@@ -59,7 +60,7 @@ _LOGGER = logging.getLogger(__name__)
 #: Outputs shorter than this get no similarity (the speaker encoder needs ~0.25 s of audio).
 MIN_SIMILARITY_S = 0.25
 
-_resident: "TTSModel | None" = None
+_resident: TTSModel | None = None
 
 
 # --- loading -----------------------------------------------------------------------------------
@@ -73,7 +74,7 @@ def load_model(
     progress: Callable[[str], None] | None = None,
     models_dir: str | os.PathLike[str] | None = None,
     quant: str = "none",
-) -> "TTSModel":
+) -> TTSModel:
     """Load a Qwen3-TTS model once and keep it resident.
 
     Parameters
@@ -237,7 +238,8 @@ class TTSModel:
             profile = analyze_reference(clip)
         return Voice(
             mode="icl" if transcript else "xvector", speaker_embedding=embedding, ref_codes=codes,
-            transcript=transcript, name=name or reference_name(reference), reference_sha256=reference_sha256(reference, clip),
+            transcript=transcript, name=name or reference_name(reference),
+            reference_sha256=reference_sha256(reference, clip),
             profile=profile, model_id=self.model_id, reference_duration_s=clip.duration_s,
             created_at=datetime.now(timezone.utc).isoformat(timespec="milliseconds"), warnings=tuple(warnings),
             extra={"prompt_s": round(prompt_s, 4), "prepared_duration_s": len(prepared) / SAMPLE_RATE},
@@ -258,7 +260,8 @@ class TTSModel:
         if sample_rate != SAMPLE_RATE:
             samples = resample(samples, int(sample_rate), SAMPLE_RATE)
         if len(samples) < MIN_SIMILARITY_S * SAMPLE_RATE:
-            raise AudioInputError(f"audio is {len(samples) / SAMPLE_RATE:.2f} s; similarity needs at least {MIN_SIMILARITY_S} s of it")
+            raise AudioInputError(f"audio is {len(samples) / SAMPLE_RATE:.2f} s; "
+                                  f"similarity needs at least {MIN_SIMILARITY_S} s of it")
         return cosine(self._speaker_embedding(samples), voice.speaker_embedding)
 
     # -- generation ----------------------------------------------------------------------------
@@ -401,7 +404,8 @@ class TTSModel:
                 sim: float | None, chunk: tuple[int, bool, int] | None = None) -> GenerationResult:
         """The record of a segment, or (``chunk`` = (index, last in segment, first frame)) of a chunk."""
         return segment_result(plan, idx, audio, frames, t0, start, budget, sim, chunk,
-                              sample_rate=self.sample_rate, peak_memory_gb=functools.partial(peak_memory_gb, self.device))
+                              sample_rate=self.sample_rate,
+                              peak_memory_gb=functools.partial(peak_memory_gb, self.device))
 
     def _segment_frames(self, inputs: dict[str, Any], plan: Plan, budget: int, idx: int,
                         stats: Any = None) -> Iterator[Any]:

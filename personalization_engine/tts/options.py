@@ -106,13 +106,15 @@ class GenerateOptions:
 
     def __post_init__(self) -> None:
         if not isinstance(self.language, str):
-            raise SynthesisError(f"language must be a string such as 'auto' or 'en', got {type(self.language).__name__}")
+            raise SynthesisError(
+                f"language must be a string such as 'auto' or 'en', got {type(self.language).__name__}")
         check_sampling(self.temperature, self.top_k, self.top_p)
         for name, low, high in (("seed", 0, 2**63 - 1), ("max_new_frames", 1, MAX_NEW_FRAMES_LIMIT),
                                 ("min_new_frames", 1, MAX_NEW_FRAMES_LIMIT)):
             check_int("_min_new_frames" if name == "min_new_frames" else name, getattr(self, name), low, high)
         if self.min_new_frames and self.max_new_frames and self.min_new_frames > self.max_new_frames:
-            raise ProfileError(f"_min_new_frames ({self.min_new_frames}) exceeds max_new_frames ({self.max_new_frames})")
+            raise ProfileError(
+                f"_min_new_frames ({self.min_new_frames}) exceeds max_new_frames ({self.max_new_frames})")
         if not isinstance(self.stream, bool):
             raise ProfileError(f"stream must be True or False, got {self.stream!r}")
         for name, low, high in (("first_chunk_frames", 1, MAX_CHUNK_FRAMES), ("chunk_frames", 1, MAX_CHUNK_FRAMES),
