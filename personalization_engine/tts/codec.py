@@ -215,6 +215,13 @@ class ChannelsLastConv(_torch_nn().Module):  # type: ignore[misc]
         (channels-last) memory; the trimmed tail is never computed. 1.3-1.6x faster here than
         oneDNN's transposed conv (bench/results/codec_micro.txt).
         """
+        y, _ = self.transposed_gemm(x)
+        return time_major_to_channels(y)
+
+    def transposed_gemm(self, x: Any) -> tuple[Any, Any]:
+        """The GEMM of :meth:`_transposed` on channels-last ``x``: ``(y, z)`` with ``y`` the
+        outputs (B, T, u, C_out) before the previous input frame's tail is added to ``y[:, 0]``,
+        and ``z`` (B, T, 2, u, C_out), whose ``z[:, -1, 1]`` is this input's tail for what follows."""
         import torch
 
         b, cin, _, t = x.shape
@@ -223,7 +230,13 @@ class ChannelsLastConv(_torch_nn().Module):  # type: ignore[misc]
         z = torch.mm(x.permute(0, 2, 3, 1).reshape(b * t, cin), self.weight).view(b, t, 2, u, cout)
         y = z[:, :, 0] + self.bias if self.bias is not None else z[:, :, 0].clone()
         y[:, 1:] += z[:, :-1, 1]
-        return y.view(b, 1, t * u, cout).permute(0, 3, 1, 2)
+        return y, z
+
+
+def time_major_to_channels(y: Any) -> Any:
+    """(B, T, u, C) outputs of a transposed-conv GEMM -> (B, C, 1, T*u), channels-last memory."""
+    b, t, u, cout = y.shape
+    return y.view(b, 1, t * u, cout).permute(0, 3, 1, 2)
 
 
 def to_channels_last(x: Any) -> Any:
@@ -312,20 +325,12 @@ class BackHalfStream:
         return from_channels_last(y) if m.out_3d else y
 
     def _transposed(self, m: ChannelsLastConv, x: Any) -> Any:
-        import torch
-
-        x = to_channels_last(x)
-        b, cin, _, t = x.shape
-        u = m.stride
-        cout = m.weight.shape[1] // (2 * u)
-        z = torch.mm(x.permute(0, 2, 3, 1).reshape(b * t, cin), m.weight).view(b, t, 2, u, cout)
-        y = z[:, :, 0] + m.bias if m.bias is not None else z[:, :, 0].clone()
-        y[:, 1:] += z[:, :-1, 1]
+        y, z = m.transposed_gemm(to_channels_last(x))
         prev = self._state.get(id(m))
         if prev is not None:
             y[:, 0] += prev
         self._state[id(m)] = z[:, -1, 1].clone()
-        return y.view(b, 1, t * u, cout).permute(0, 3, 1, 2)
+        return time_major_to_channels(y)
 
     def _causal3d(self, m: Any, x: Any) -> Any:
         """An unrewritten (depthwise) causal conv, stride 1, on (B, C, T)."""
