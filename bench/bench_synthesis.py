@@ -242,7 +242,8 @@ def _header(argv: list[str] | None) -> list[str]:
         f"# date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}",
         f"# cpu: {cpu_model()} ({os.cpu_count()} logical cores); python {platform.python_version()}",
         f"# torch {version('torch')}, transformers {version('transformers')}, qwen-tts {version('qwen-tts')}",
-        f"# text: {TEXT!r}; reference: {REF.name}; seed 0; OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}",
+        f"# text: {TEXT!r}; reference: {REF.name}; seed 0; "
+        f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}",
         f"# load before (uptime 1/5/15 min): {_load()}",
         "# one fresh process per path; wall_s, TTFA_s: medians of the timed runs; RTF = wall_s / audio duration; "
         "TTFA_s = time to first audio (plain: its whole call); peak_GB: the process' VmHWM, loading included; "
