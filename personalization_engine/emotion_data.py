@@ -1,14 +1,11 @@
-"""Alias of :mod:`personalization_engine.emotion.training.data` (kept for existing imports)."""
+"""Alias of :mod:`personalization_engine.emotion.training.data` (kept for existing imports).
 
-from __future__ import annotations
+The alias is the module itself, not a copy of some of its names: importing
+``personalization_engine.emotion_data`` gives the very same module object.
+"""
 
-from .emotion.training.data import (
-    LabelledClip,
-    cache_dir,
-    cache_key,
-    clip_features,
-    load_corpus_clip,
-    read_corpora,
-)
+import sys
 
-__all__ = ["LabelledClip", "cache_dir", "cache_key", "clip_features", "load_corpus_clip", "read_corpora"]
+from .emotion.training import data as _data
+
+sys.modules[__name__] = _data

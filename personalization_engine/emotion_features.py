@@ -1,15 +1,11 @@
-"""Alias of :mod:`personalization_engine.emotion.features` (kept for existing imports)."""
+"""Alias of :mod:`personalization_engine.emotion.features` (kept for existing imports).
 
-from __future__ import annotations
+The alias is the module itself, not a copy of some of its names: importing
+``personalization_engine.emotion_features`` gives the very same module object.
+"""
 
-from .emotion.features import (
-    COMPACT_COLUMNS,
-    COMPACT_FEATURE_NAMES,
-    FEATURE_NAMES,
-    FEATURE_VERSION,
-    SAMPLE_RATE,
-    compute_features,
-)
+import sys
 
-__all__ = ["COMPACT_COLUMNS", "COMPACT_FEATURE_NAMES", "FEATURE_NAMES", "FEATURE_VERSION", "SAMPLE_RATE",
-           "compute_features"]
+from .emotion import features as _features
+
+sys.modules[__name__] = _features

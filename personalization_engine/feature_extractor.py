@@ -33,14 +33,7 @@ from .audio_io import (
     speech_segments,
 )
 from .errors import AudioInputError, FeatureExtractionError
-from .schema import (
-    EnergyStats,
-    PitchContour,
-    PitchStats,
-    ProsodyFeatures,
-    RateStats,
-    StressPoint,
-)
+from .schema import EnergyStats, PitchContour, PitchStats, ProsodyFeatures, RateStats, StressPoint
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -298,6 +291,6 @@ def _stress_points(
     prominence = (excess - excess.min()) / max(float(excess.max() - excess.min()), 1.0)
     return tuple(
         StressPoint(time_s=float(contour.times_s[i]), prominence=round(float(p), 3))
-        for i, p in zip(nuclei, prominence)
+        for i, p in zip(nuclei, prominence, strict=True)
         if p >= STRESS_MIN_PROMINENCE
     )

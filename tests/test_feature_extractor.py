@@ -75,7 +75,7 @@ def test_register_follows_documented_bounds() -> None:
     uppers = [upper for _, upper in REGISTER_BOUNDS_HZ]
     assert names == ["bass", "baritone", "tenor", "alto", "mezzo", "soprano"]
     assert uppers == sorted(uppers) and uppers[-1] == float("inf")
-    for (name, upper), lower in zip(REGISTER_BOUNDS_HZ, [F0_MIN_HZ] + uppers[:-1]):
+    for (name, upper), lower in zip(REGISTER_BOUNDS_HZ, [F0_MIN_HZ] + uppers[:-1], strict=True):
         freq = min(upper - 5.0, lower + 20.0)
         assert extract_features(make_tone(freq, 1.5), SR).pitch.register == name, freq
 

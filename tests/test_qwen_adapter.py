@@ -22,7 +22,6 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from personalization_engine import qwen_adapter  # noqa: E402
-from personalization_engine.tts.hub import REQUIRED_FILES  # noqa: E402
 from personalization_engine.errors import (  # noqa: E402
     AudioInputError,
     ModelLoadError,
@@ -47,6 +46,7 @@ from personalization_engine.schema import (  # noqa: E402
     VoiceProfile,
 )
 from personalization_engine.text_segmenter import frame_budget  # noqa: E402
+from personalization_engine.tts.hub import REQUIRED_FILES  # noqa: E402
 
 REF = "LJ001-0004.flac"
 REF_TEXT = "produced the block books, which were the immediate predecessors of the true printed book,"

@@ -8,8 +8,9 @@ torch and qwen_tts are imported on first use, like everywhere in ``tts``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import ModelLoadError, ProfileError
 from .runtime import free_memory, import_qwen_tts, torch_module
@@ -69,7 +70,8 @@ def describe_device(device: str) -> str:
 def load_qwen(folder: Path, device: str, dtype: str) -> Any:
     torch = torch_module()
     Qwen3TTSModel = import_qwen_tts().Qwen3TTSModel
-    kwargs: dict[str, Any] = {"dtype": getattr(torch, dtype)}
+    # "auto": each part in its stored dtype (tts.quant.load_dtype: the low-peak order).
+    kwargs: dict[str, Any] = {"dtype": dtype if dtype == "auto" else getattr(torch, dtype)}
     if device != "cpu":
         kwargs["device_map"] = device
     try:

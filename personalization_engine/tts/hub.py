@@ -22,8 +22,9 @@ import os
 import re
 import socket
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlparse
 
 from ..errors import ModelLoadError
@@ -139,7 +140,10 @@ def _model_id_for(folder: Path) -> str:
 
 
 def _local_candidates(repo_id: str, name: str, models_dir: str | os.PathLike[str] | None) -> list[Path]:
-    roots = [Path(models_dir)] if models_dir else [Path.cwd() / MODELS_DIRNAME, Path(__file__).resolve().parents[2] / MODELS_DIRNAME]
+    if models_dir:
+        roots = [Path(models_dir)]
+    else:
+        roots = [Path.cwd() / MODELS_DIRNAME, Path(__file__).resolve().parents[2] / MODELS_DIRNAME]
     names = [repo_id.split("/")[-1], name.lower(), name]
     seen: list[Path] = []
     for root in roots:
@@ -225,7 +229,7 @@ def _progress_tqdm(progress: Callable[[str], None]) -> Any:
     """A tqdm class that reports to ``progress`` instead of drawing on stderr."""
     from tqdm.auto import tqdm
 
-    class _Reporter(tqdm):  # type: ignore[misc, valid-type]
+    class _Reporter(tqdm):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             kwargs["disable"] = True
             super().__init__(*args, **kwargs)

@@ -41,6 +41,7 @@ from .inputs import (
     reference_name,
     reference_sha256,
 )
+from .quant import QuantReport, apply_quant, check_kernels, check_quant, load_dtype, resolve_quant
 from .options import GenerateOptions, Plan, check_instruct, make_plan
 from .results import join_results, segment_result
 from .runtime import (
@@ -71,6 +72,7 @@ def load_model(
     dtype: str = "auto",
     progress: Callable[[str], None] | None = None,
     models_dir: str | os.PathLike[str] | None = None,
+    quant: str = "none",
 ) -> "TTSModel":
     """Load a Qwen3-TTS model once and keep it resident.
 
@@ -87,6 +89,10 @@ def load_model(
         Receives short status lines (download progress, loading, fallbacks).
     models_dir : path, optional
         Folder searched first for local weights (default ``./models`` then the repo's ``models/``).
+    quant : {"auto", "none", "bf16", "int8", "int4"}
+        Compact weights for the talker and code predictor (``tts.quant``): ``auto`` is int8 on
+        CPU and unchanged on CUDA (the app's default); ``none`` (the library default) keeps the
+        float weights. Packed weights are cached beside the model (second start fast).
 
     Returns
     -------
@@ -97,14 +103,16 @@ def load_model(
     Raises
     ------
     ProfileError
-        Impossible device/dtype options (checked before any weights are touched).
+        Impossible device/dtype/quant options (checked before any weights are touched).
     ModelLoadError
         Weights missing and not downloadable (the message has the download command), or damaged.
     """
     global _resident
+    quant = check_quant(quant)
     dev, dt, warnings = resolve_device(device, dtype)
+    mode = resolve_quant(quant, dev)
     folder, model_id = resolve_model(name_or_path, models_dir=models_dir, progress=progress)
-    key = (model_id, str(folder.resolve()), dev, dt)
+    key = (model_id, str(folder.resolve()), dev, dt, mode)
     if _resident is not None and not _resident.closed and _resident._key == key:
         return _resident
     if _resident is not None:
@@ -112,10 +120,16 @@ def load_model(
         _resident.close()
     report(progress, f"loading {model_id} on {dev} ({dt})")
     t0 = time.perf_counter()
-    qwen, dev, dt, fallback = load_with_fallback(lambda d, t: load_qwen(folder, d, t), dev, dt, progress)
-    model = TTSModel(qwen, model_id=model_id, model_dir=folder, device=dev, dtype=dt, warnings=warnings + fallback)
+    check_kernels(mode)
+    qwen, dev, dt, fallback = load_with_fallback(
+        lambda d, t: load_qwen(folder, d, load_dtype(folder, resolve_quant(quant, d), d, t)), dev, dt, progress)
+    mode = resolve_quant(quant, dev)  # a CUDA out-of-memory fallback runs on CPU
+    qreport = apply_quant(qwen, folder, mode, device=dev, dtype=dt, progress=progress)
+    model = TTSModel(qwen, model_id=model_id, model_dir=folder, device=dev, dtype=dt, warnings=warnings + fallback,
+                     quant=mode)
+    model.quant_report = qreport
     model._key = key
-    _LOGGER.info("loaded %s on %s (%s) in %.1f s", model_id, dev, dt, time.perf_counter() - t0)
+    _LOGGER.info("loaded %s on %s (%s, quant %s) in %.1f s", model_id, dev, dt, mode, time.perf_counter() - t0)
     _resident = model
     return model
 
@@ -131,7 +145,7 @@ class TTSModel:
     """
 
     def __init__(self, qwen: Any, *, model_id: str, model_dir: Path, device: str, dtype: str,
-                 warnings: list[str] | None = None) -> None:
+                 warnings: list[str] | None = None, quant: str = "none") -> None:
         cfg = qwen.model.config
         talker = qwen.model.talker
         # The value transformers sets by itself for open-ended generation, minus its warning.
@@ -141,6 +155,10 @@ class TTSModel:
         self.model_dir = Path(model_dir)
         self.device = device
         self.dtype = dtype
+        #: Talker/code-predictor weights: "none", "bf16", "int8" or "int4" (``tts.quant``);
+        #: ``quant_report`` says what was replaced and whether the cache was used.
+        self.quant = quant
+        self.quant_report: QuantReport | None = None
         self.kind: str = str(cfg.tts_model_type)
         self.size: str = {"0b6": "0.6B", "1b7": "1.7B"}.get(str(cfg.tts_model_size), str(cfg.tts_model_size))
         self.sample_rate = int(qwen.model.speech_tokenizer.get_output_sample_rate())
@@ -156,7 +174,7 @@ class TTSModel:
         self._decoder: Any = None  # tts.engine.Decoder, built on first use
 
     def __repr__(self) -> str:
-        state = "closed" if self.closed else f"{self.device}, {self.dtype}"
+        state = "closed" if self.closed else f"{self.device}, {self.dtype}, quant={self.quant}"
         return f"TTSModel({self.model_id!r}, kind={self.kind!r}, size={self.size!r}, {state})"
 
     @property

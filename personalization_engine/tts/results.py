@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -35,7 +36,8 @@ def segment_result(plan: Plan, idx: int, audio: np.ndarray, frames: int, t0: flo
     elapsed = time.perf_counter() - t0
     hit = segment_final and frame_start + frames >= budget
     if hit and not plan.min_new_frames:
-        _LOGGER.warning("segment %d stopped at its budget of %d frames (no end-of-speech): %r", idx, budget, seg.text[:60])
+        _LOGGER.warning("segment %d stopped at its budget of %d frames (no end-of-speech): %r",
+                        idx, budget, seg.text[:60])
     duration = len(audio) / sample_rate
     extra: dict[str, Any] = {"frame_budget": budget, "language": plan.language,
                              "seed": None if plan.seed is None else plan.seed + idx}
@@ -85,7 +87,8 @@ def join_results(results: list[GenerationResult], *, text: str = "",
         audio=audio, sample_rate=sr, segment_idx=0, frames=sum(r.frames for r in results), audio_duration_s=duration,
         processing_time_s=elapsed, real_time_factor=elapsed / duration if duration > 0 else float("inf"),
         peak_memory_gb=max(r.peak_memory_gb for r in results), is_final=True,
-        text=text or " ".join(r.text for r in finals), similarity=sim, time_to_first_audio_s=results[0].time_to_first_audio_s,
+        text=text or " ".join(r.text for r in finals), similarity=sim,
+        time_to_first_audio_s=results[0].time_to_first_audio_s,
         extra={"segments": len(seg_frames), "segment_frames": list(seg_frames.values()), "chunks": len(results),
                "segment_similarity": [r.similarity for r in finals],
                "pauses_s": [float(r.pause_after_s) for r in finals[:-1]]},

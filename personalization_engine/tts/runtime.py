@@ -13,7 +13,8 @@ import gc
 import logging
 import os
 import sys
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -108,7 +109,7 @@ def free_memory() -> None:
         torch.cuda.empty_cache()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def import_qwen_tts() -> Any:
     """Import qwen_tts without its import-time noise on the terminal.
 

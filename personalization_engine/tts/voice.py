@@ -61,7 +61,8 @@ class Voice:
         if self.mode not in VOICE_MODES:
             raise ProfileError(f"voice mode {self.mode!r} is not one of {VOICE_MODES}")
         if self.speaker_embedding.ndim != 1 or self.speaker_embedding.size == 0:
-            raise ProfileError(f"speaker_embedding must be a non-empty 1-D array, got shape {self.speaker_embedding.shape}")
+            raise ProfileError("speaker_embedding must be a non-empty 1-D array, "
+                               f"got shape {self.speaker_embedding.shape}")
         if self.mode == "icl" and (self.ref_codes is None or self.ref_codes.ndim != 2 or not self.transcript):
             raise ProfileError("an ICL voice needs ref_codes shaped (frames, 16) and a transcript")
 
@@ -88,7 +89,8 @@ class Voice:
             write_atomic(folder / VOICE_TENSORS, blob)
             write_atomic(folder / VOICE_JSON, (json.dumps(meta, indent=2, ensure_ascii=False) + "\n").encode())
         except OSError as exc:
-            raise ProfileError(f"cannot save the voice to {folder}: {exc.strerror or exc}; choose a writable folder") from exc
+            raise ProfileError(
+                f"cannot save the voice to {folder}: {exc.strerror or exc}; choose a writable folder") from exc
         return folder
 
     def _metadata(self, tensors_sha256: str) -> dict[str, Any]:
@@ -111,7 +113,7 @@ class Voice:
         }
 
     @classmethod
-    def load(cls, directory: str | os.PathLike[str]) -> "Voice":
+    def load(cls, directory: str | os.PathLike[str]) -> Voice:
         """Read a voice written by :meth:`save` (hash-checked; never unpickles)."""
         from safetensors.numpy import load as st_load
 
@@ -120,7 +122,8 @@ class Voice:
         try:
             blob = (folder / VOICE_TENSORS).read_bytes()
         except OSError as exc:
-            raise ProfileError(f"{folder / VOICE_TENSORS}: cannot read the voice tensors ({exc.strerror or exc})") from exc
+            raise ProfileError(
+                f"{folder / VOICE_TENSORS}: cannot read the voice tensors ({exc.strerror or exc})") from exc
         if sha256_bytes(blob) != meta.get("tensors_sha256"):
             raise ProfileError(
                 f"{folder / VOICE_TENSORS} does not match the hash in {VOICE_JSON}: the voice is damaged "
