@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     from personalization_engine.tts import stream
     from personalization_engine.tts.model import load_model
 
-    model = load_model(str(args.checkpoint), device="cpu", **({} if args.quant == "none" else {"quant": args.quant}))
+    model = load_model(str(args.checkpoint), device="cpu", quant=args.quant)
     voice = model.create_voice(load_audio(REF, sample_rate=TTS_SAMPLE_RATE), analyze=False)
     n = args.frames
 
@@ -73,7 +73,11 @@ def main(argv: list[str] | None = None) -> int:
         kind, _, threads = name.partition("-")
         def run(frames: int) -> float:
             stream.OVERLAP_DECODE = kind == "overlap"
-            torch.set_num_threads(int(threads[0]) if threads else 2)
+            count = int(threads[0]) if threads else 1
+            torch.set_num_threads(count)
+            model.loop_threads = count  # the decode loop's own count (tts.engine.Decoder.threads)
+            if model._decoder is not None:
+                model._decoder.threads = count
             try:
                 return (frames_only if kind == "frames" else streamed)(frames)
             finally:

@@ -166,7 +166,7 @@ def _ours(path: str, folder: Path, ref: Any, transcript: str | None, n: int) -> 
 
     _, quant, *rest = path.split(":")
     stream.OVERLAP_DECODE = "serial" not in rest
-    model = load_model(str(folder), device="cpu", **({} if quant == "none" else {"quant": quant}))
+    model = load_model(str(folder), device="cpu", quant=quant)
     voice = model.create_voice(ref, transcript=transcript, analyze=False)
 
     def run(frames: int) -> tuple[int, float]:

@@ -60,6 +60,9 @@ _LOGGER = logging.getLogger(__name__)
 MIN_SIMILARITY_S = 0.25
 
 _resident: "TTSModel | None" = None
+#: Torch threads of the decode loop on CPU (chosen at load; 2 cores: 1 thread is faster, see
+#: bench/results/bench_levers.txt, and leaves the other core to the streaming codec decoder).
+LOOP_THREADS_CPU = 1
 
 
 # --- loading -----------------------------------------------------------------------------------
@@ -172,6 +175,8 @@ class TTSModel:
         self._prompts: weakref.WeakKeyDictionary[Voice, VoicePrompt] = weakref.WeakKeyDictionary()
         self._key: tuple[str, ...] | None = None
         self._decoder: Any = None  # tts.engine.Decoder, built on first use
+        #: Torch threads of the decode loop (bench/bench_levers.py: one thread beats two on CPU).
+        self.loop_threads: int | None = LOOP_THREADS_CPU if device == "cpu" else None
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"{self.device}, {self.dtype}, quant={self.quant}"
@@ -417,7 +422,7 @@ class TTSModel:
 
         q = self._qwen
         if self._decoder is None:
-            self._decoder = Decoder(q.model)
+            self._decoder = Decoder(q.model, threads=self.loop_threads)
         config = SamplingConfig.from_generate_kwargs(q._merge_generate_kwargs(**plan.sampling))
         min_tokens = plan.min_new_frames + 1 if plan.min_new_frames else DEFAULT_MIN_NEW_TOKENS
         seed = None if plan.seed is None else (plan.seed + idx) % 2**63
