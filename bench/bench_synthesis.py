@@ -21,7 +21,7 @@ audio (from the call to the first chunk handed to the caller), codec frames per 
 time, peak RSS of the child (VmHWM: loading included), x_plain (plain's median wall / this
 path's, same size and voice mode: the speed-up), and per child the codec decoder alone
 (``ChunkDecoder``, 4 then 16-frame chunks, one thread: seconds of compute per second of audio).
-Medians over ``--reps`` timed runs after one warm-up. The children run one after the other; each
+Medians over ``--reps`` timed runs (plain: ``--plain-reps``) after one warm-up. The children run one after the other; each
 records the machine's ``uptime`` load before and after (other work on a shared machine skews CPU
 timings). Text goes to ``--out``, everything as JSON to ``--json``.
 
@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--modes", nargs="+", default=["xvector"], choices=["xvector", "icl"])
     p.add_argument("--frames", type=int, default=50, help="codec frames per run (12.5 per second of audio)")
     p.add_argument("--reps", type=int, default=3, help="timed runs per path (after one warm-up)")
+    p.add_argument("--plain-reps", type=int, default=1, help="timed runs of plain qwen-tts (slow: 1 by default)")
     p.add_argument("--checkpoint", type=Path, help="saved checkpoint (one size only); default /work/cache/full-SIZE")
     p.add_argument("--no-plain", action="store_true", help="skip plain qwen-tts")
     p.add_argument("--no-overlap", action="store_true", help="also run each mode with decoding not overlapped")
@@ -111,8 +112,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _spawn(path: str, size: str, mode: str, folder: Path, args: argparse.Namespace) -> dict[str, Any]:
     """One path in a fresh interpreter; its JSON (or the error it died with)."""
+    reps = args.plain_reps if path == "plain" else args.reps
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", path, "--sizes", size, "--modes", mode,
-           "--frames", str(args.frames), "--reps", str(args.reps), "--checkpoint", str(folder)]
+           "--frames", str(args.frames), "--reps", str(reps), "--checkpoint", str(folder)]
     print(f"# running {path} {size} {mode} (load {_load()})", flush=True)
     proc = subprocess.run(cmd, capture_output=True, text=True)
     for line in reversed(proc.stdout.strip().splitlines()):
@@ -134,7 +136,8 @@ def _child(args: argparse.Namespace) -> dict[str, Any]:
     path, size, mode, n = args.child, args.sizes[0], args.modes[0], args.frames
     out: dict[str, Any] = {"path": path, "size": size, "mode": mode, "frames": n, "load_before": _load(),
                            "torch_threads": torch.get_num_threads()}
-    ref = load_audio(REF, sample_rate=TTS_SAMPLE_RATE)
+    samples, sr = load_audio(REF, sample_rate=TTS_SAMPLE_RATE)
+    ref = (samples, sr)  # qwen-tts takes a tuple, nothing else
     transcript = REF_TEXT if mode == "icl" else None
     t0 = time.perf_counter()
     if path == "plain":
