@@ -96,12 +96,13 @@ def main(argv: list[str] | None = None) -> int:
             times[name].append((time.perf_counter() - t0, ttfa))
             print(f"# {name}: {times[name][-1][0]:.2f} s ({_load()})", flush=True)
     lines = [f"# bench_levers: {args.checkpoint.name} quant {args.quant}, {n} frames, {args.rounds} rounds, "
-             f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')}", f"# command: .venv/bin/python bench/bench_levers.py "
+             f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')}", "# command: .venv/bin/python bench/bench_levers.py "
              + " ".join(argv if argv is not None else sys.argv[1:]), f"# load after: {_load()}",
              f"{'variant':10s} {'wall_s':>7s} {'RTF':>6s} {'TTFA_s':>6s}  all walls"]
     for name, ts in times.items():
         wall = statistics.median(w for w, _ in ts)
-        lines.append(f"{name:10s} {wall:7.2f} {wall / (n / FRAMES_PER_S):6.2f} {statistics.median(t for _, t in ts):6.2f}"
+        ttfa = statistics.median(t for _, t in ts)
+        lines.append(f"{name:10s} {wall:7.2f} {wall / (n / FRAMES_PER_S):6.2f} {ttfa:6.2f}"
                      f"  {' '.join(f'{w:.2f}' for w, _ in ts)}")
     print("\n".join(lines))
     with args.out.open("a", encoding="utf-8") as f:
