@@ -22,8 +22,8 @@ time, peak RSS of the child (VmHWM: loading included), x_plain (plain's median w
 path's, same size and voice mode: the speed-up), and per child the codec decoder alone
 (``ChunkDecoder``, 4 then 16-frame chunks, one thread: seconds of compute per second of audio).
 Medians over ``--reps`` timed runs (plain: ``--plain-reps``) after one warm-up. The children run
-one after the other; each records the machine's ``uptime`` load before and after (other work on a shared machine skews CPU
-timings). Text goes to ``--out``, everything as JSON to ``--json``.
+one after the other; each records the machine's ``uptime`` load before and after (other work on a
+shared machine skews CPU timings). Text goes to ``--out``, everything as JSON to ``--json``.
 
 Usage::
 
