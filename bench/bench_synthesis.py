@@ -65,8 +65,8 @@ COLUMNS = (f"{'model':6s} {'mode':8s} {'path':16s} {'frames':>6s} {'wall_s':>7s}
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", nargs="+", default=["0.6b"], choices=["0.6b", "1.7b"])
-    p.add_argument("--quant", nargs="+", default=["int4", "int8", "bf16"], choices=QUANTS,
-                   help="our path once per mode (each in its own process)")
+    p.add_argument("--quant", nargs="*", default=["int4", "int8", "bf16"], choices=QUANTS,
+                   help="our path once per mode (each in its own process); none given: plain only")
     p.add_argument("--modes", nargs="+", default=["xvector"], choices=["xvector", "icl"])
     p.add_argument("--frames", type=int, default=50, help="codec frames per run (12.5 per second of audio)")
     p.add_argument("--reps", type=int, default=3, help="timed runs per path (after one warm-up)")
