@@ -12,7 +12,7 @@ qwen-tts 0.1.1 ``Qwen3TTSForConditionalGeneration.generate`` does through transf
 * the sampling chain of :mod:`.sampling` with static shapes (masks instead of token lists);
 * one host synchronisation per frame: the end-of-speech check on code 0 of the next frame,
   done before the frame is yielded, so every frame comes out knowing whether it is the last
-  (``DecodeStats.ended``): streaming needs no look-ahead and no worker thread.
+  (``DecodeStats.ended``): streaming needs no look-ahead.
 
 Frames come out of :func:`decode_frames` as they are produced (a generator), which is what
 streaming consumes directly. The order of the loop, and so of the random draws (one for each

@@ -5,7 +5,8 @@ code predictor make codec frames (our decode loop, ``tts.engine``, in ``_segment
 capped by a budget from the text length) -> the causal 12 Hz decoder makes audio (``_decode``;
 in ICL mode with the last 25 reference frames as left context) -> speaker similarity of the
 output to the voice. Streaming consumes the same frame generator chunk by chunk and decodes each
-chunk as it fills (``tts.stream``); no worker thread. qwen-tts' own ``generate`` is no longer
+chunk as it fills (``tts.stream``: a worker thread runs the generator while the caller's thread
+decodes the previous chunk). qwen-tts' own ``generate`` is no longer
 called here (``bench/bench_synthesis.py`` calls it directly as the "plain" baseline).
 Heavy packages (torch, qwen_tts) are imported on first use.
 """
