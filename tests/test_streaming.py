@@ -61,9 +61,10 @@ def voices(tiny_checkpoint: Path, voices_dir: Path) -> dict[str, Voice]:
 
 
 def _workers() -> list[threading.Thread]:
-    """Threads other than the test's own (the old design generated in a worker thread)."""
+    """Generation threads still alive (the old design's ``qwen-tts`` one; ``tts-generate``: the
+    worker that runs our decode loop while chunks are decoded, ``tts.stream.OVERLAP_DECODE``)."""
     return [t for t in threading.enumerate() if t is not threading.current_thread() and t.is_alive()
-            and t.name.startswith("qwen-tts")]
+            and t.name.startswith(("qwen-tts", "tts-generate"))]
 
 
 def _boundaries(chunks: list) -> list[int]:
@@ -242,6 +243,26 @@ def test_closing_the_generator_stops_the_worker(tiny_model: TTSModel, voices: di
     assert "generate" not in vars(talker)  # no patched generate left behind
     (again,) = tiny_model.generate("After.", voices["xvector"], seed=0, max_new_frames=3)
     assert again.frames == 3
+
+
+def test_overlapped_decode_equals_serial(tiny_model: TTSModel, voices: dict[str, Voice],
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Decoding on the caller's thread while a worker generates changes nothing: same chunks, same
+    order, same samples as generating and decoding one after the other."""
+    from personalization_engine.tts import stream
+
+    def run() -> list:
+        return list(tiny_model.generate(LONG, voices["icl"], seed=3, max_new_frames=40, stream=True,
+                                        first_chunk_frames=4, chunk_frames=8))
+
+    assert stream.OVERLAP_DECODE
+    overlapped = run()
+    monkeypatch.setattr(stream, "OVERLAP_DECODE", False)
+    serial = run()
+    assert [c.frames for c in overlapped] == [c.frames for c in serial] == [4, 8, 8, 8, 8, 4]
+    for a, b in zip(overlapped, serial, strict=True):  # decode thread counts differ (1 vs the caller's)
+        np.testing.assert_allclose(a.audio, b.audio, atol=1e-5)
+    assert not _workers()
 
 
 def test_keyboard_interrupt_stops_the_worker(tiny_model: TTSModel, voices: dict[str, Voice]) -> None:

@@ -12,7 +12,7 @@ qwen-tts 0.1.1 ``Qwen3TTSForConditionalGeneration.generate`` does through transf
 * the sampling chain of :mod:`.sampling` with static shapes (masks instead of token lists);
 * one host synchronisation per frame: the end-of-speech check on code 0 of the next frame,
   done before the frame is yielded, so every frame comes out knowing whether it is the last
-  (``DecodeStats.ended``): streaming needs no look-ahead and no worker thread.
+  (``DecodeStats.ended``): streaming needs no look-ahead.
 
 Frames come out of :func:`decode_frames` as they are produced (a generator), which is what
 streaming consumes directly. The order of the loop, and so of the random draws (one for each
@@ -30,6 +30,7 @@ token whose frame is never made).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -91,8 +92,11 @@ class Decoder:
     call, so two generators may run interleaved. Build it once per model (it is cheap).
     """
 
-    def __init__(self, model: Any, *, max_positions: int = 1024) -> None:
+    def __init__(self, model: Any, *, max_positions: int = 1024, threads: int | None = None) -> None:
         talker = model.talker
+        #: Torch threads while the loop computes (restored between frames); None: leave as is.
+        #: On a small CPU one thread wins: its ~60 small ops per layer step do not split well.
+        self.threads = threads
         tcfg = model.config.talker_config
         self.model = model
         self.talker = talker
@@ -100,7 +104,9 @@ class Decoder:
         self.groups = int(tcfg.num_code_groups)
         self.eos_id = int(tcfg.codec_eos_token_id)
         self.vocab = int(tcfg.vocab_size)
-        self.dtype = talker.get_input_embeddings().weight.dtype
+        # The activation dtype: the norms' (quantized models keep bf16 embedding tables that
+        # return this dtype, tts/quant.py BF16Embedding, so the tables' own dtype would be wrong).
+        self.dtype = talker.model.norm.weight.dtype
         self.device = talker.get_input_embeddings().weight.device
         self.max_positions = int(max_positions)  # rotary table length; grows on demand
         self.limit = int(tcfg.max_position_embeddings)
@@ -157,7 +163,7 @@ class Decoder:
         # Inference mode is entered per block, never across a ``yield``: the consumer's code
         # between two frames runs in its own grad mode.
         t0 = time.perf_counter()
-        with torch.inference_mode():
+        with torch.inference_mode(), _threads(self.threads):
             state = self._prefill(prompt, config, max_frames, min_new_tokens, gen)
         stats.prefill_s = time.perf_counter() - t0
         for step in range(max_frames):
@@ -165,7 +171,7 @@ class Decoder:
                 stats.ended = "eos"
                 return
             t1 = time.perf_counter()
-            with torch.inference_mode():
+            with torch.inference_mode(), _threads(self.threads):
                 codes, frame_embed = self._predict(state.past, state.token, config, state.sub_cache, gen)
             t2 = time.perf_counter()
             stats.predictor_s += t2 - t1
@@ -174,7 +180,7 @@ class Decoder:
                 stats.ended = "budget"
                 yield codes
                 return
-            with torch.inference_mode():
+            with torch.inference_mode(), _threads(self.threads):
                 self._talker_step(state, frame_embed, step, config, gen)
             t3 = time.perf_counter()
             stats.talker_s += t3 - t2
@@ -256,6 +262,20 @@ class Decoder:
             hidden = layers.forward(stack, project(embed), cache, position, mask, rope)
         frame = torch.cat(codes, dim=1)[0]
         return frame, torch.cat(embeds, dim=1).sum(1, keepdim=True)
+
+
+@contextlib.contextmanager
+def _threads(n: int | None) -> Iterator[None]:
+    """``torch.set_num_threads(n)`` for the block, the caller's count restored after (~0.1 us)."""
+    if n is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def decode_frames(model: Any, prompt: TalkerPrompt, config: SamplingConfig, *, max_frames: int,

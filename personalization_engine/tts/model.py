@@ -5,7 +5,8 @@ code predictor make codec frames (our decode loop, ``tts.engine``, in ``_segment
 capped by a budget from the text length) -> the causal 12 Hz decoder makes audio (``_decode``;
 in ICL mode with the last 25 reference frames as left context) -> speaker similarity of the
 output to the voice. Streaming consumes the same frame generator chunk by chunk and decodes each
-chunk as it fills (``tts.stream``); no worker thread. qwen-tts' own ``generate`` is no longer
+chunk as it fills (``tts.stream``: a worker thread runs the generator while the caller's thread
+decodes the previous chunk). qwen-tts' own ``generate`` is no longer
 called here (``bench/bench_synthesis.py`` calls it directly as the "plain" baseline).
 Heavy packages (torch, qwen_tts) are imported on first use.
 """
@@ -61,6 +62,9 @@ _LOGGER = logging.getLogger(__name__)
 MIN_SIMILARITY_S = 0.25
 
 _resident: TTSModel | None = None
+#: Torch threads of the decode loop on CPU (chosen at load; 2 cores: 1 thread is faster, see
+#: bench/results/bench_levers.txt, and leaves the other core to the streaming codec decoder).
+LOOP_THREADS_CPU = 1
 
 
 # --- loading -----------------------------------------------------------------------------------
@@ -173,6 +177,8 @@ class TTSModel:
         self._prompts: weakref.WeakKeyDictionary[Voice, VoicePrompt] = weakref.WeakKeyDictionary()
         self._key: tuple[str, ...] | None = None
         self._decoder: Any = None  # tts.engine.Decoder, built on first use
+        #: Torch threads of the decode loop (bench/bench_levers.py: one thread beats two on CPU).
+        self.loop_threads: int | None = LOOP_THREADS_CPU if device == "cpu" else None
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"{self.device}, {self.dtype}, quant={self.quant}"
@@ -421,7 +427,7 @@ class TTSModel:
 
         q = self._qwen
         if self._decoder is None:
-            self._decoder = Decoder(q.model)
+            self._decoder = Decoder(q.model, threads=self.loop_threads)
         config = SamplingConfig.from_generate_kwargs(q._merge_generate_kwargs(**plan.sampling))
         min_tokens = plan.min_new_frames + 1 if plan.min_new_frames else DEFAULT_MIN_NEW_TOKENS
         seed = None if plan.seed is None else (plan.seed + idx) % 2**63

@@ -6,9 +6,10 @@ Two pieces:
   that yields each frame as soon as it exists) into chunks: ``first_chunk_frames``, then
   ``chunk_frames`` each, then the rest. The loop reports whether a frame is the last one before
   it yields it (``DecodeStats.ended``), so a chunk is handed out the moment it is full and the
-  last chunk is known to be the last, with no look-ahead and no worker thread. The streamed
-  frames *are* the one-shot frames: the same generator, the same seed, the same draws. Closing
-  the chunk generator closes the frame generator: generation stops at once.
+  last chunk is known to be the last, with no look-ahead. The streamed frames *are* the one-shot
+  frames: the same generator, the same seed, the same draws. Closing the chunk generator closes
+  the frame generator: generation stops at once. :func:`stream_chunks` runs that generator on a
+  worker thread while the caller's thread decodes the previous chunk (torch releases the GIL).
 * :class:`ChunkDecoder` decodes chunks of new frames with the 12 Hz decoder split in two: the
   cheap frame-rate half (quantizer, pre-conv, the sliding-window transformer) runs over
   ``left_context_frames`` of earlier frames; the expensive sample-rate half (upsampling convs)
@@ -24,6 +25,8 @@ Two pieces:
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 from collections.abc import Generator, Iterator
 from typing import Any
 
@@ -126,6 +129,15 @@ class ChunkDecoder:
         return hidden.clamp(min=-1, max=1)
 
 
+#: Decode each chunk while the loop generates the next one (generation on a worker thread, one
+#: torch thread each): a streamed line then costs about max(generation, decode), not their sum.
+#: Off: the chunks are generated and decoded one after the other on the caller's thread.
+OVERLAP_DECODE = True
+#: Torch threads of each side while they overlap (2 cores: one each).
+OVERLAP_THREADS = 1
+_DONE = object()
+
+
 def stream_chunks(model: Any, frames: Iterator[Any], stats: DecodeStats, options: StreamOptions, *,
                   context: Any, samples_per_frame: int) -> Generator[tuple[int, np.ndarray, bool], None, None]:
     """``(frames, audio, is_last)`` per chunk of one segment, decoded as the loop makes them.
@@ -133,17 +145,87 @@ def stream_chunks(model: Any, frames: Iterator[Any], stats: DecodeStats, options
     ``frames`` is the segment's frame generator (``Decoder.frames``) on ``model`` (a
     ``Qwen3TTSForConditionalGeneration``) and ``stats`` the record it fills; each chunk is
     decoded by a :class:`ChunkDecoder` that starts from ``context`` (ICL: the last reference
-    frames). Closing this generator closes ``frames``.
+    frames). With :data:`OVERLAP_DECODE` the frames are generated on a worker thread while this
+    thread decodes the chunk before (chunk order kept, the worker's errors re-raised here).
+    Closing this generator closes ``frames`` (with overlap: the worker stops after its current
+    frame and is joined).
     """
-    torch = torch_module()
     groups = int(model.config.talker_config.num_code_groups)
     decoder = ChunkDecoder(model.speech_tokenizer.model.decoder, samples_per_frame, options.left_context_frames,
                            context)
-    chunks = chunk_frames(frames, stats, options)
+    device = model.talker.device
+    if not OVERLAP_DECODE:
+        chunks = chunk_frames(frames, stats, options)
+        try:
+            for chunk, last in chunks:
+                codes = _stack(chunk, groups, device)
+                yield int(codes.shape[0]), decoder.decode(codes), last
+        finally:
+            chunks.close()
+        return
+    stop = threading.Event()
+    yield from _overlapped(chunk_frames(_until(frames, stop), stats, options), stop, decoder, groups, device)
+
+
+def _until(frames: Iterator[Any], stop: threading.Event) -> Generator[Any, None, None]:
+    """``frames`` until ``stop`` is set (checked after each frame); closes ``frames``."""
     try:
-        for chunk, last in chunks:
-            codes = (torch.stack(chunk) if chunk else
-                     torch.zeros((0, groups), dtype=torch.long, device=model.talker.device))
-            yield int(codes.shape[0]), decoder.decode(codes), last
+        for frame in frames:
+            yield frame
+            if stop.is_set():
+                return
     finally:
-        chunks.close()
+        close = getattr(frames, "close", None)
+        if close is not None:
+            close()
+
+
+def _stack(chunk: list[Any], groups: int, device: Any) -> Any:
+    torch = torch_module()
+    return torch.stack(chunk) if chunk else torch.zeros((0, groups), dtype=torch.long, device=device)
+
+
+def _overlapped(chunks: Generator[tuple[list[Any], bool], None, None], stop: threading.Event,
+                decoder: ChunkDecoder, groups: int, device: Any) -> Generator[tuple[int, np.ndarray, bool], None, None]:
+    """Generate on a worker thread, decode (and hand out) on this one, in chunk order.
+
+    The worker stops after its current frame once ``stop`` is set (this generator closed, an
+    error or Ctrl-C here) and is joined before this generator finishes closing.
+    """
+    torch = torch_module()
+    ready: queue.Queue[Any] = queue.Queue()
+
+    def work() -> None:
+        torch.set_num_threads(OVERLAP_THREADS)  # this thread's own setting (OpenMP: per thread)
+        try:
+            for item in chunks:
+                ready.put(item)
+        except BaseException as exc:  # handed to the consumer, re-raised there
+            ready.put(exc)
+        finally:
+            chunks.close()
+            ready.put(_DONE)
+
+    worker = threading.Thread(target=work, name="tts-generate", daemon=True)
+    threads = torch.get_num_threads()
+    worker.start()
+    try:
+        while True:
+            item = ready.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            chunk, last = item
+            codes = _stack(chunk, groups, device)
+            torch.set_num_threads(OVERLAP_THREADS)
+            try:
+                audio = decoder.decode(codes)
+            finally:
+                torch.set_num_threads(threads)
+            yield int(codes.shape[0]), audio, last
+            if last:
+                return
+    finally:
+        stop.set()
+        worker.join()
