@@ -76,7 +76,7 @@ def test_replace_checks_again() -> None:
 def test_plan_splits_the_text_and_resolves_the_language() -> None:
     text = "First sentence here. " * 20 + "And the end."
     plan = make_plan(text, GenerateOptions(language="FR", seed=4), languages=SUPPORTED_LANGUAGES, model_id="m")
-    assert plan.language == "french" and plan.seed == 4 and plan.stream is None
+    assert plan.language == "french" and plan.options.seed == 4 and plan.stream is None
     assert len(plan.segments) >= 2 and plan.segments[-1].pause_after_s == 0.0
     with pytest.raises(SynthesisError, match="'klingon' is not supported by m"):
         make_plan("Hello.", GenerateOptions(language="klingon"), languages=SUPPORTED_LANGUAGES, model_id="m")

@@ -375,7 +375,7 @@ class TTSModel:
         start = time.perf_counter()
         for idx, seg in enumerate(plan.segments):
             reset_peak_memory(self.device)
-            budget = frame_budget(seg.text, cap=plan.max_new_frames)
+            budget = frame_budget(seg.text, cap=plan.options.max_new_frames)
             inputs = make_inputs(seg.text, plan.language)
             if plan.stream is None:
                 t0 = time.perf_counter()
@@ -429,8 +429,9 @@ class TTSModel:
         if self._decoder is None:
             self._decoder = Decoder(q.model, threads=self.loop_threads)
         config = SamplingConfig.from_generate_kwargs(q._merge_generate_kwargs(**plan.sampling))
-        min_tokens = plan.min_new_frames + 1 if plan.min_new_frames else DEFAULT_MIN_NEW_TOKENS
-        seed = None if plan.seed is None else (plan.seed + idx) % 2**63
+        opts = plan.options
+        min_tokens = opts.min_new_frames + 1 if opts.min_new_frames else DEFAULT_MIN_NEW_TOKENS
+        seed = None if opts.seed is None else (opts.seed + idx) % 2**63
         try:
             prompt = prompt_from_generate_kwargs(q.model, inputs)
         except ValueError as exc:  # languages are checked by make_plan; this is a safety net

@@ -184,18 +184,6 @@ class Plan:
         return self.options.sampling
 
     @property
-    def seed(self) -> int | None:
-        return self.options.seed
-
-    @property
-    def max_new_frames(self) -> int | None:
-        return self.options.max_new_frames
-
-    @property
-    def min_new_frames(self) -> int | None:
-        return self.options.min_new_frames
-
-    @property
     def stream(self) -> StreamOptions | None:
         """Chunking when streaming; None for one result per segment."""
         return self.options.stream_options

@@ -35,12 +35,12 @@ def segment_result(plan: Plan, idx: int, audio: np.ndarray, frames: int, t0: flo
     seg = plan.segments[idx]
     elapsed = time.perf_counter() - t0
     hit = segment_final and frame_start + frames >= budget
-    if hit and not plan.min_new_frames:
+    if hit and not plan.options.min_new_frames:
         _LOGGER.warning("segment %d stopped at its budget of %d frames (no end-of-speech): %r",
                         idx, budget, seg.text[:60])
     duration = len(audio) / sample_rate
     extra: dict[str, Any] = {"frame_budget": budget, "language": plan.language,
-                             "seed": None if plan.seed is None else plan.seed + idx}
+                             "seed": None if plan.options.seed is None else plan.options.seed + idx}
     return GenerationResult(
         audio=audio, sample_rate=sample_rate, segment_idx=idx, frames=frames,
         audio_duration_s=duration, processing_time_s=elapsed,
