@@ -80,3 +80,22 @@ def test_a_batch_without_a_voice_is_refused_before_any_line(tmp_path):
     with pytest.raises(ProfileError, match="no voice yet"):
         run_batch(s, ["One."])
     assert not (tmp_path / "out").exists()
+
+
+def test_a_long_line_reports_progress_for_each_of_its_segments(session):
+    """Issue 12 §4 "long work in batch": a long line showed only its elapsed time. The batch now
+    reports every segment as it is made (the view shows "segment k/n" with frames, audio and RTF),
+    in order, with running totals that only grow."""
+    from personalization_engine.text_segmenter import split_text
+
+    text = "This is one sentence of a long line that the batch has to speak."
+    while len(split_text(text)) < 3:
+        text += " And here is one more sentence, so that the line needs another segment."
+    seen: list[tuple[int, int, float]] = []
+    report = run_batch(session, [text], on_chunk=lambda chunk, p: seen.append((chunk.segment_idx, p.frames,
+                                                                                p.audio_s)))
+    assert report.complete and report.lines[0].ok
+    segments = len(split_text(text))
+    assert [i for i, _, _ in seen] == list(range(segments))
+    assert [f for _, f, _ in seen] == sorted(f for _, f, _ in seen) and seen[-1][1] > 0
+    assert [a for _, _, a in seen] == sorted(a for _, _, a in seen)
