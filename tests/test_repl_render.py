@@ -82,13 +82,26 @@ def test_profile_panel_shows_the_voice_dna(profile):
 
 def test_profile_panel_charts_the_seven_emotions(profile):
     dist = dict(zip(EMOTION_LABELS, [0.05, 0.1, 0.5, 0.05, 0.1, 0.1, 0.1], strict=True))
-    prof = replace(profile, emotion=EmotionEstimate(label="sad", probability=0.5, distribution=dist, uncertain=True))
+    prof = replace(profile, emotion=EmotionEstimate(label="sad", probability=0.5, distribution=dist, uncertain=False))
     text = _render(render.render_profile(prof, title="x"))
     for label in EMOTION_LABELS:
         assert re.search(rf"{label}\s+[█▏▎▍▌▋▊▉ ]+\s+\d+%", text), label
-    assert "sad 50%" in text and "uncertain" in text
+    assert "sad 50%" in text
     bar = re.search(r"sad\s+([█▏▎▍▌▋▊▉]+)", text.split("sad 50%")[1]).group(1)
     assert len(bar) == 10  # half of the 20-cell bar
+
+
+def test_an_uncertain_emotion_is_never_shown_as_a_bare_label(profile):
+    """Issue 11: an uncertain estimate was headed "calm 37% (uncertain: low confidence)", a label
+    first; the panel now heads it "uncertain (calm 0.37, disgust 0.29, sad 0.15)", as the
+    fingerprint's ``emotion.text`` does, and a confident one as "calm 81%"."""
+    dist = dict(zip(EMOTION_LABELS, [0.37, 0.06, 0.15, 0.01, 0.06, 0.29, 0.06], strict=True))
+    unsure = EmotionEstimate(label="calm", probability=0.37, distribution=dist, uncertain=True)
+    text = _render(render.render_profile(replace(profile, emotion=unsure), title="x"))
+    assert "uncertain (calm 0.37, disgust 0.29, sad 0.15)" in text and "calm 37%" not in text
+    sure = EmotionEstimate(label="calm", probability=0.81, distribution=dist, uncertain=False)
+    text = _render(render.render_profile(replace(profile, emotion=sure), title="x"))
+    assert "calm 81%" in text and "uncertain" not in text
 
 
 def test_print_analysis_adds_file_facts(profile, voices_dir):

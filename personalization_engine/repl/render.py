@@ -112,14 +112,15 @@ def render_emotion(profile: VoiceProfile | None, *, note: str | None = None) -> 
     emotion = profile.emotion if profile is not None else None
     if emotion is None:
         return Text(f"unavailable ({note or 'no emotion model loaded'})", style="dim")
-    head = Text(f"{emotion.label} ", style="bold magenta")
-    head.append(f"{emotion.probability:.0%}")
-    if emotion.uncertain:
-        head.append("  (uncertain: low confidence)", style="yellow")
+    if emotion.uncertain:  # never a bare label the model is unsure of: "uncertain (calm 0.34, ...)"
+        head = Text(emotion.describe(), style="bold yellow")
+    else:
+        head = Text(f"{emotion.label} ", style="bold magenta")
+        head.append(f"{emotion.probability:.0%}")
     chart = Table.grid(padding=(0, 1))
     for label in EMOTION_LABELS:
         p = float(emotion.distribution.get(label, 0.0))
-        style = "magenta" if label == emotion.label else "grey50"
+        style = "magenta" if label == emotion.label and not emotion.uncertain else "grey50"
         chart.add_row(Text(f"{label:<9}", style=style), Text(_bar(p, 20), style=style), Text(f"{p:4.0%}", style=style))
     return Group(head, chart)
 
