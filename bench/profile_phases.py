@@ -16,7 +16,7 @@ from personalization_engine.tts.engine import DecodeStats
 from personalization_engine.tts.model import load_model
 from personalization_engine.tts.options import GenerateOptions
 
-m = load_model("/work/cache/full-0.6b", device="cpu", quant="int4")
+m = load_model("/work/cache/full-0.6b", device="cpu", quant=sys.argv[1] if len(sys.argv) > 1 else "int4")
 s, sr = load_audio(REF, sample_rate=24000)
 for mode, tr in (("xvector", None), ("icl", REF_TEXT)):
     v = m.create_voice((s, sr), transcript=tr, analyze=False)

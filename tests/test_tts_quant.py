@@ -12,13 +12,31 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from personalization_engine.errors import ModelLoadError, ProfileError  # noqa: E402
-from personalization_engine.tts import quant  # noqa: E402
-from personalization_engine.tts._qlinear import BF16Embedding, Int4Linear, Int8Linear, quantize_linear  # noqa: E402
+from personalization_engine.tts import _native, quant  # noqa: E402
+from personalization_engine.tts._qlinear import (  # noqa: E402
+    BF16Embedding,
+    Int4Linear,
+    Int8Linear,
+    NativeInt4Linear,
+    NativeInt8Linear,
+    quantize_linear,
+)
 
 #: Relative output error ||y_q - y|| / ||y|| allowed per mode on Gaussian weights and inputs.
 #: bf16 rounds weights and inputs to 8 mantissa bits (~0.4 % each); int8 per-channel gives
-#: ~0.8 %; int4 in groups of 32 ~8 % (measured 0.079 at 3072 x 1024). Limits leave headroom.
+#: ~0.8 % (native: int8 blocks of 32 and int8 activations, ~0.75 %); int4 in groups of 32 ~8 %
+#: (measured 0.079 at 3072 x 1024, native 0.077). Limits leave headroom.
 TOLERANCE = {"bf16": 0.01, "int8": 0.02, "int4": 0.10}
+#: Kernel families: ours (tts/_native.py, when it builds here) and PyTorch's.
+KERNELS = ["native", "torch"]
+
+
+def _kernels(kind: str) -> Any:
+    import contextlib
+
+    if kind == "native" and not _native.available():
+        pytest.skip(f"native kernels unavailable here: {_native.describe()}")
+    return contextlib.nullcontext() if kind == "native" else _native.disabled()
 REF_TEXT = "Hello from a tiny model."
 
 
@@ -31,15 +49,18 @@ def _fresh_tiny(folder: Path) -> Any:
     return TTSModel(qwen, model_id="tiny", model_dir=folder, device="cpu", dtype="float32")
 
 
+@pytest.mark.parametrize("kernels", KERNELS)
 @pytest.mark.parametrize("mode", sorted(TOLERANCE))
 @pytest.mark.parametrize("bias", [False, True])
-def test_quantized_linear_matches_float(mode: str, bias: bool) -> None:
+def test_quantized_linear_matches_float(mode: str, bias: bool, kernels: str) -> None:
     torch.manual_seed(0)
     lin = torch.nn.Linear(256, 512, bias=bias)
     torch.nn.init.normal_(lin.weight, std=0.02)
     x = torch.randn(2, 3, 256)  # leading dims are kept, as in the HF forward
-    with torch.inference_mode():
-        y, yq = lin(x), quantize_linear(lin, mode)(x)
+    with _kernels(kernels), torch.inference_mode():
+        packed = quantize_linear(lin, mode)
+        y, yq = lin(x), packed(x)
+    assert packed.mode == mode and (packed.kind.endswith("n") == (kernels == "native") or mode == "bf16")
     assert yq.shape == y.shape and yq.dtype == torch.float32
     rel = float((yq - y).norm() / y.norm())
     assert rel < TOLERANCE[mode], f"{mode}: relative error {rel:.4f}"
@@ -47,9 +68,15 @@ def test_quantized_linear_matches_float(mode: str, bias: bool) -> None:
 
 
 def test_int4_falls_back_to_int8_where_the_kernel_rejects_the_shape() -> None:
-    """The CPU int4 kernel needs out % 16 == 0 and in % 32 == 0; other layers become int8."""
-    assert isinstance(quantize_linear(torch.nn.Linear(64, 24), "int4"), Int8Linear)
-    assert isinstance(quantize_linear(torch.nn.Linear(64, 32), "int4"), Int4Linear)
+    """PyTorch's CPU int4 kernel needs out % 16 == 0 and in % 32 == 0; other layers become int8.
+    Ours takes any out and in % 32 == 0; other shapes fall back to PyTorch's kernels."""
+    with _native.disabled():
+        assert isinstance(quantize_linear(torch.nn.Linear(64, 24), "int4"), Int8Linear)
+        assert isinstance(quantize_linear(torch.nn.Linear(64, 32), "int4"), Int4Linear)
+    if _native.available():
+        assert isinstance(quantize_linear(torch.nn.Linear(64, 24), "int4"), NativeInt4Linear)
+        assert isinstance(quantize_linear(torch.nn.Linear(64, 24), "int8"), NativeInt8Linear)
+        assert isinstance(quantize_linear(torch.nn.Linear(40, 32), "int4"), Int8Linear)  # in % 32 != 0: torch int8
 
 
 def test_bf16_embedding_is_lossless_for_bf16_weights() -> None:
@@ -89,14 +116,18 @@ def test_quantize_model_refuses_unresolved_auto_and_non_models() -> None:
         quant.quantize_model(object(), "int8")
 
 
-@pytest.mark.parametrize("mode", ["int4", "int8", "bf16"])
-def test_quantized_tiny_checkpoint_still_speaks(tiny_checkpoint: Path, voices_dir: Path, mode: str) -> None:
+@pytest.mark.parametrize("mode, kernels", [("int4", "native"), ("int4", "torch"), ("int8", "native"),
+                                           ("int8", "torch"), ("bf16", "torch")])
+def test_quantized_tiny_checkpoint_still_speaks(tiny_checkpoint: Path, voices_dir: Path, mode: str,
+                                                kernels: str) -> None:
     """The whole real path (voice prompt, talker, code predictor, codec decoder) on packed weights."""
     model = _fresh_tiny(tiny_checkpoint)
     lines: list[str] = []
     talker = model._qwen.model.talker
     linears = len(quant.target_linears(talker))
-    report = quant.quantize_model(model._qwen, mode, progress=lines.append)
+    with _kernels(kernels):
+        report = quant.quantize_model(model._qwen, mode, progress=lines.append)
+    assert report.kernels == ("torch" if kernels == "torch" else _native.describe())
     assert report.layers == linears > 30 and not quant.target_linears(talker)  # no float Linear left
     assert report.packed_bytes < report.float_bytes
     assert any(line.startswith("quantizing talker 2/2") for line in lines), lines
@@ -173,7 +204,8 @@ def test_load_model_applies_and_records_the_mode(tiny_checkpoint: Path) -> None:
     try:
         assert model.quant == "int4" and "quant=int4" in repr(model)
         assert model.quant_report is not None and model.quant_report.layers > 30
-        assert isinstance(model._qwen.model.talker.codec_head, Int4Linear)
+        assert model._qwen.model.talker.codec_head.mode == "int4"
+        assert model.quant_report.kernels == ("torch" if not _native.available() else _native.describe())
         assert any("int4" in line for line in lines)
         assert load_model(str(tiny_checkpoint), device="cpu", quant="int4") is model  # still resident
         auto = load_model(str(tiny_checkpoint), device="cpu", quant="auto")  # replaces it

@@ -65,9 +65,11 @@ class ConsoleEvents(SessionEvents):
                            "(/transcript TEXT for ICL mode).[/]")
 
     def model_loaded(self, model: TTSModel, seconds: float) -> None:
+        report = model.quant_report
+        kernels = f" ({report.kernels})" if report is not None and report.kernels else ""
         self.console.print(f"[green]✔[/] model {escape(model.model_id)} ({model.size}, {model.kind}) on "
-                           f"{model.device}, {str(model.dtype).replace('torch.', '')}, quant {model.quant} · "
-                           f"{seconds:.1f} s")
+                           f"{model.device}, {str(model.dtype).replace('torch.', '')}, quant {model.quant}"
+                           f"{escape(kernels)} · {seconds:.1f} s")
 
     def voice_rebuilding(self, made_by: str, model_id: str) -> None:
         self.console.print(f"[yellow]this voice was made with {escape(made_by)}; rebuilding its prompt for "

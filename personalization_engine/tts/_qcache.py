@@ -31,11 +31,12 @@ def cache_path(cache_dir: Path, checkpoint_hash: str | None, mode: str) -> Path:
 def _environment() -> dict[str, str]:
     import torch
 
+    from . import _native
     from ._qlinear import INT4_COMPUTE_DTYPE, INT4_GROUP_SIZE, INT8_COMPUTE_DTYPE
 
     return {"format": FORMAT, "torch": torch.__version__, "cpu": str(torch.backends.cpu.get_cpu_capability()),
             "int4_group_size": str(INT4_GROUP_SIZE), "int4_dtype": str(INT4_COMPUTE_DTYPE),
-            "int8_dtype": str(INT8_COMPUTE_DTYPE)}
+            "int8_dtype": str(INT8_COMPUTE_DTYPE), "kernels": "native" if _native.available() else "torch"}
 
 
 def save(path: Path, modules: dict[str, Any], *, mode: str, checkpoint_hash: str) -> None:

@@ -11,6 +11,10 @@ dtype of the float parts around them.
   ``torch._convert_weight_to_int4pack_for_cpu``); it needs ``out % 16 == 0`` and
   ``in % INT4_GROUP_SIZE == 0`` (:func:`int4_fits`).
 - :class:`BF16Linear`: the weight in bfloat16, activations cast to bf16 and back.
+- :class:`NativeInt4Linear` / :class:`NativeInt8Linear`: the same modes on our own kernels
+  (:mod:`._native`: 4 or 8 bit weights with an fp16 scale per block of 32 inputs, int8
+  activations, integer dot products); 2.5-3x faster than the two above at batch 1 on an AVX2
+  CPU without native bf16. :func:`quantize_linear` prefers them whenever the library built.
 
 This module imports torch at the top; :mod:`.quant` imports it only when quantizing.
 """
@@ -19,6 +23,8 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+
+from . import _native
 
 #: Input features per int4 scale/zero pair: 32 is the finest grouping the CPU kernel takes
 #: and the usual choice of weight-only int4 LLM recipes (a 2 x 16-bit pair per 32 weights).
@@ -44,7 +50,9 @@ def int4_fits(out_features: int, in_features: int) -> bool:
 class _PackedLinear(nn.Module):
     """Shared shape bookkeeping and bias handling; subclasses implement ``_mm(x2d)``."""
 
+    #: Layer format in the cache (one per class); ``mode``: the quant mode it implements.
     kind = ""
+    mode = ""
     bias: torch.Tensor | None
 
     def __init__(self, in_features: int, out_features: int, bias: torch.Tensor | None) -> None:
@@ -87,7 +95,7 @@ class _PackedLinear(nn.Module):
 class Int8Linear(_PackedLinear):
     """Weight-only int8: ``y = (x @ q.T) * scale`` with one fp scale per output channel."""
 
-    kind = "int8"
+    kind = mode = "int8"
     qweight: torch.Tensor
     scales: torch.Tensor
 
@@ -114,7 +122,7 @@ class Int8Linear(_PackedLinear):
 class Int4Linear(_PackedLinear):
     """Weight-only int4, asymmetric per group: ``w = q * scale + min`` for codes q in 0..15."""
 
-    kind = "int4"
+    kind = mode = "int4"
     qweight: torch.Tensor
     scales_zeros: torch.Tensor
 
@@ -152,7 +160,7 @@ class Int4Linear(_PackedLinear):
 class BF16Linear(_PackedLinear):
     """The weight in bfloat16; the input is cast to bf16 and the output back to the input dtype."""
 
-    kind = "bf16"
+    kind = mode = "bf16"
     weight: torch.Tensor
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
@@ -169,6 +177,136 @@ class BF16Linear(_PackedLinear):
 
     def _mm(self, x: torch.Tensor) -> torch.Tensor:
         return nn.functional.linear(x.to(torch.bfloat16), self.weight)
+
+
+class _NativeLinear(_PackedLinear):
+    """Shared forward of the :mod:`._native` kernels: fp32 activations in, fp32 out."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lead = x.shape[:-1]
+        x2 = x.reshape(-1, self.in_features)
+        if x2.dtype != torch.float32 or not x2.is_contiguous():
+            x2 = x2.to(torch.float32).contiguous()
+        y = torch.empty((x2.shape[0], self.out_features), dtype=torch.float32)
+        self._gemm(x2, y)
+        if self.bias is not None:
+            y += self.bias
+        y = y.reshape(*lead, self.out_features)
+        return y if x.dtype == torch.float32 else y.to(x.dtype)
+
+    def _gemm(self, x: torch.Tensor, out: torch.Tensor) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+def _fp16_blocks(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(stored fp16, the same as fp32 with zeros replaced by 1 for dividing)."""
+    stored = values.to(torch.float16)
+    f = stored.to(torch.float32)
+    return stored, torch.where(f == 0, torch.ones_like(f), f)
+
+
+def fuse_outputs(modules: list[nn.Module]) -> _NativeLinear | None:
+    """One native module computing ``modules``' outputs side by side (q, k, v; gate, up), or None.
+
+    All must be the same native class with the same input size and no bias. Each member's
+    buffers become row ranges (views) of the fused module's, so memory is unchanged and every
+    member still computes exactly what it did (the kernel computes output rows independently
+    from the same quantized activations). One call instead of three quantizes the activations
+    once and saves the per-call overhead.
+    """
+    first = modules[0]
+    if not isinstance(first, _NativeLinear) or len(modules) < 2:
+        return None
+    cls = type(first)
+    if any(type(m) is not cls or m.bias is not None or m.in_features != first.in_features for m in modules):
+        return None
+    keys = list(first.packed())
+    fused = cls.from_packed({key: torch.cat([m._buffers[key] for m in modules]) for key in keys})
+    start = 0
+    for m in modules:
+        stop = start + m.out_features
+        for key in keys:
+            m._buffers[key] = fused._buffers[key][start:stop]
+        start = stop
+    return fused
+
+
+class NativeInt4Linear(_NativeLinear):
+    """Weight-only int4 on :mod:`._native`: ``w = q * scale + min`` per block of 32, q in 0..15."""
+
+    kind, mode = "q4n", "int4"
+    qweight: torch.Tensor
+    scales: torch.Tensor
+    mins: torch.Tensor
+
+    def __init__(self, qweight: torch.Tensor, scales: torch.Tensor, mins: torch.Tensor,
+                 bias: torch.Tensor | None) -> None:
+        super().__init__(qweight.shape[1] * 2, qweight.shape[0], bias)
+        self.register_buffer("qweight", qweight.contiguous())
+        self.register_buffer("scales", scales.contiguous())
+        self.register_buffer("mins", mins.contiguous())
+
+    @classmethod
+    def from_float(cls, weight: torch.Tensor, bias: torch.Tensor | None = None) -> NativeInt4Linear:
+        n, k = weight.shape
+        w = weight.detach().to(torch.float32).reshape(n, k // INT4_GROUP_SIZE, INT4_GROUP_SIZE)
+        lo = w.amin(dim=-1, keepdim=True).to(torch.float16)
+        lo32 = lo.to(torch.float32)
+        scale, div = _fp16_blocks((w.amax(dim=-1, keepdim=True) - lo32) / _INT4_MAX)
+        # Codes from the stored (fp16) scale and minimum, so dequantizing gives the nearest level.
+        q = ((w - lo32) / div).round_().clamp_(0, _INT4_MAX).to(torch.uint8)
+        half = INT4_GROUP_SIZE // 2
+        packed = (q[..., :half] | (q[..., half:] << 4)).reshape(n, k // 2)
+        return cls(packed, scale.reshape(n, -1), lo.reshape(n, -1), bias)
+
+    @classmethod
+    def from_packed(cls, tensors: dict[str, torch.Tensor]) -> NativeInt4Linear:
+        return cls(tensors["qweight"], tensors["scales"], tensors["mins"], tensors.get("bias"))
+
+    def _gemm(self, x: torch.Tensor, out: torch.Tensor) -> None:
+        _native.gemm_q4(self.qweight, self.scales, self.mins, x, out)
+
+    def dequantize(self) -> torch.Tensor:
+        """The float32 (out, in) weight these codes stand for."""
+        n, blocks = self.out_features, self.in_features // INT4_GROUP_SIZE
+        packed = self.qweight.reshape(n, blocks, INT4_GROUP_SIZE // 2)
+        q = torch.cat([packed & 0x0F, packed >> 4], dim=-1).to(torch.float32)
+        w = q * self.scales.to(torch.float32)[..., None] + self.mins.to(torch.float32)[..., None]
+        return w.reshape(n, self.in_features)
+
+
+class NativeInt8Linear(_NativeLinear):
+    """Weight-only int8 on :mod:`._native`: ``w = q * scale`` per block of 32, q in -127..127."""
+
+    kind, mode = "q8n", "int8"
+    qweight: torch.Tensor
+    scales: torch.Tensor
+
+    def __init__(self, qweight: torch.Tensor, scales: torch.Tensor, bias: torch.Tensor | None) -> None:
+        super().__init__(qweight.shape[1], qweight.shape[0], bias)
+        self.register_buffer("qweight", qweight.contiguous())
+        self.register_buffer("scales", scales.contiguous())
+
+    @classmethod
+    def from_float(cls, weight: torch.Tensor, bias: torch.Tensor | None = None) -> NativeInt8Linear:
+        n, k = weight.shape
+        w = weight.detach().to(torch.float32).reshape(n, k // INT4_GROUP_SIZE, INT4_GROUP_SIZE)
+        scale, div = _fp16_blocks(w.abs().amax(dim=-1, keepdim=True) / _INT8_MAX)
+        q = (w / div).round_().clamp_(-_INT8_MAX, _INT8_MAX).to(torch.int8)
+        return cls(q.reshape(n, k), scale.reshape(n, -1), bias)
+
+    @classmethod
+    def from_packed(cls, tensors: dict[str, torch.Tensor]) -> NativeInt8Linear:
+        return cls(tensors["qweight"], tensors["scales"], tensors.get("bias"))
+
+    def _gemm(self, x: torch.Tensor, out: torch.Tensor) -> None:
+        _native.gemm_q8(self.qweight, self.scales, x, out)
+
+    def dequantize(self) -> torch.Tensor:
+        """The float32 (out, in) weight these codes stand for."""
+        n, blocks = self.out_features, self.in_features // INT4_GROUP_SIZE
+        q = self.qweight.reshape(n, blocks, INT4_GROUP_SIZE).to(torch.float32)
+        return (q * self.scales.to(torch.float32)[..., None]).reshape(n, self.in_features)
 
 
 class BF16Embedding(nn.Module):
@@ -195,22 +333,36 @@ class BF16Embedding(nn.Module):
 
 #: Module class per mode; the cache stores ``kind`` per layer, so a mixed model (int4 with a
 #: few int8 layers whose shapes the int4 kernel rejects) rebuilds exactly.
-CLASSES: dict[str, type[_PackedLinear]] = {"int8": Int8Linear, "int4": Int4Linear, "bf16": BF16Linear}
+CLASSES: dict[str, type[_PackedLinear]] = {
+    cls.kind: cls for cls in (Int8Linear, Int4Linear, BF16Linear, NativeInt4Linear, NativeInt8Linear)}
+_NATIVE: dict[str, type[_PackedLinear]] = {"int4": NativeInt4Linear, "int8": NativeInt8Linear}
+
+
+def native_fits(in_features: int) -> bool:
+    """Whether :mod:`._native` takes this shape (any ``out``; ``in`` a multiple of 32)."""
+    return in_features % _native.BLOCK == 0
 
 
 def quantize_linear(linear: nn.Linear, mode: str, weight: torch.Tensor | None = None) -> _PackedLinear:
     """A packed replacement for ``linear`` (int4 falls back to int8 where the shape does not fit).
 
-    ``weight``: the same weight read from elsewhere (the checkpoint file), so the module's own
-    (memory-mapped) copy is never touched.
+    Our native kernels when they built (:func:`._native.available`) and the shape fits, else
+    PyTorch's. ``weight``: the same weight read from elsewhere (the checkpoint file), so the
+    module's own (memory-mapped) copy is never touched.
     """
+    source = linear.weight if weight is None else weight
+    if mode in _NATIVE and native_fits(linear.in_features) and _native.available():
+        return _NATIVE[mode].from_float(source, linear.bias)
     if mode == "int4" and not int4_fits(linear.out_features, linear.in_features):
         mode = "int8"
-    return CLASSES[mode].from_float(linear.weight if weight is None else weight, linear.bias)
+    return CLASSES[mode].from_float(source, linear.bias)
 
 
 def kernel_problems(mode: str) -> list[str]:
-    """What this torch build lacks for ``mode`` (empty when everything needed is there)."""
+    """What this torch build lacks for ``mode`` (empty when everything needed is there, or when
+    our native kernels serve it)."""
+    if mode in _NATIVE and _native.available():
+        return []
     needed = {"int8": ["_weight_int8pack_mm"],
               "int4": ["_weight_int4pack_mm_for_cpu", "_convert_weight_to_int4pack_for_cpu", "_weight_int8pack_mm"],
               }.get(mode, [])

@@ -20,7 +20,8 @@ Rules that keep it fast and swappable:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import weakref
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -33,6 +34,8 @@ class KVCache:
 
     keys: list[torch.Tensor]
     values: list[torch.Tensor]
+    pointers: Any = None
+    """The native step's pointer arrays into these tensors (made at its first use)."""
 
     @classmethod
     def allocate(cls, layers: int, kv_heads: int, capacity: int, head_dim: int, *, dtype: torch.dtype,
@@ -62,15 +65,22 @@ class Stack:
     """(capacity, head_dim) rotary cosines in the activation dtype."""
     sin: torch.Tensor
     """(capacity, head_dim) rotary sines with the first half negated (see :func:`_rope`)."""
+    fused: list[tuple[Any, Any]]
+    """Per layer: the fused q/k/v and gate/up projections, or None each (see :func:`_fused`)."""
+    native: Any = None
+    """:class:`._native.StackStep` when the whole stack runs natively for one token, else None."""
 
     @classmethod
     def from_model(cls, model: Any, config: Any, capacity: int, dtype: torch.dtype) -> Stack:
         """``model``: ``Qwen3TTSTalkerModel`` or ``Qwen3TTSTalkerCodePredictorModel``."""
         attn = model.layers[0].self_attn
         cos, sin = rope_table(model.rotary_emb, capacity, dtype)
-        return cls(list(model.layers), model.norm.weight, float(model.norm.variance_epsilon),
-                   int(config.num_attention_heads), int(config.num_key_value_heads), int(attn.head_dim),
-                   float(attn.scaling), cos, sin)
+        stack = cls(list(model.layers), model.norm.weight, float(model.norm.variance_epsilon),
+                    int(config.num_attention_heads), int(config.num_key_value_heads), int(attn.head_dim),
+                    float(attn.scaling), cos, sin, [_fused(layer) for layer in model.layers])
+        from ._native import StackStep
+
+        return replace(stack, native=StackStep.build(stack))
 
     def allocate(self, capacity: int) -> KVCache:
         return KVCache.allocate(len(self.layers), self.kv_heads, capacity, self.head_dim,
@@ -91,8 +101,31 @@ def rope_table(rotary: Any, length: int, dtype: torch.dtype) -> tuple[torch.Tens
     return cos, torch.cat((-sin[:, :half], sin[:, half:]), dim=-1)
 
 
+#: Per decoder layer, its fused projections (built once; the layer's own modules then share them).
+_FUSED: weakref.WeakKeyDictionary[Any, tuple[Any, Any]] = weakref.WeakKeyDictionary()
+
+
+def _fused(layer: Any) -> tuple[Any, Any]:
+    """(q|k|v, gate|up) as single modules when the layer's linears are our native packed ones
+    (:func:`._qlinear.fuse_outputs`), else (None, None): float and PyTorch-kernel layers are
+    called one by one, exactly as qwen-tts calls them."""
+    if layer not in _FUSED:
+        from ._qlinear import fuse_outputs
+
+        attn, mlp = layer.self_attn, layer.mlp
+        _FUSED[layer] = (fuse_outputs([attn.q_proj, attn.k_proj, attn.v_proj]),
+                         fuse_outputs([mlp.gate_proj, mlp.up_proj]))
+    return _FUSED[layer]
+
+
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    """``Qwen3TTSRMSNorm``: normalise in float32, scale in the input dtype."""
+    """``Qwen3TTSRMSNorm``: normalise in float32, scale in the input dtype.
+
+    For float32 input, ``F.rms_norm`` is the same arithmetic in one call (bit-identical here:
+    tests/test_tts_engine.py); other dtypes keep qwen-tts' order of casts.
+    """
+    if x.dtype == torch.float32 and weight.dtype == torch.float32:
+        return F.rms_norm(x, (x.shape[-1],), weight, eps)
     dtype = x.dtype
     h = x.to(torch.float32)
     h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)
@@ -114,9 +147,15 @@ def _attention(stack: Stack, layer: Any, x: torch.Tensor, cache: KVCache, idx: i
     """
     attn = layer.self_attn
     n = x.shape[1]
-    q = attn.q_proj(x).view(1, n, stack.heads, stack.head_dim)
-    k = attn.k_proj(x).view(1, n, stack.kv_heads, stack.head_dim)
-    v = attn.v_proj(x).view(1, n, stack.kv_heads, stack.head_dim).transpose(1, 2)
+    qkv = stack.fused[idx][0]
+    if qkv is not None:
+        sizes = (stack.heads * stack.head_dim, stack.kv_heads * stack.head_dim, stack.kv_heads * stack.head_dim)
+        q, k, v = qkv(x).split(sizes, dim=-1)
+    else:
+        q, k, v = attn.q_proj(x), attn.k_proj(x), attn.v_proj(x)
+    q = q.view(1, n, stack.heads, stack.head_dim)
+    k = k.view(1, n, stack.kv_heads, stack.head_dim)
+    v = v.view(1, n, stack.kv_heads, stack.head_dim).transpose(1, 2)
     q = rms_norm(q, attn.q_norm.weight, attn.q_norm.variance_epsilon).transpose(1, 2)
     k = rms_norm(k, attn.k_norm.weight, attn.k_norm.variance_epsilon).transpose(1, 2)
     q, k = _rope(q, cos, sin), _rope(k, cos, sin)
@@ -140,6 +179,10 @@ def forward(stack: Stack, x: torch.Tensor, cache: KVCache, positions: torch.Tens
     mask (n, capacity) of visible slots (see :func:`visible`). ``rope``: the (cos, sin) rows of
     ``positions`` when the caller has them already (else gathered here).
     """
+    if stack.native is not None and mask is not None and x.shape[1] == 1 and x.dtype == torch.float32:
+        if cache.pointers is None:
+            cache.pointers = stack.native.pointers(cache)
+        return stack.native(x, int(positions[0]), cache.pointers)
     cos, sin = rope if rope is not None else (stack.cos.index_select(0, positions),
                                               stack.sin.index_select(0, positions))
     for idx, layer in enumerate(stack.layers):
@@ -147,7 +190,12 @@ def forward(stack: Stack, x: torch.Tensor, cache: KVCache, positions: torch.Tens
         x = x + _attention(stack, layer, h, cache, idx, cos, sin, positions, mask)
         h = rms_norm(x, layer.post_attention_layernorm.weight, layer.post_attention_layernorm.variance_epsilon)
         mlp = layer.mlp
-        x = x + mlp.down_proj(mlp.act_fn(mlp.gate_proj(h)) * mlp.up_proj(h))
+        gate_up = stack.fused[idx][1]
+        if gate_up is not None:
+            gate, up = gate_up(h).chunk(2, dim=-1)
+        else:
+            gate, up = mlp.gate_proj(h), mlp.up_proj(h)
+        x = x + mlp.down_proj(mlp.act_fn(gate) * up)
     return rms_norm(x, stack.norm_weight, stack.norm_eps)
 
 

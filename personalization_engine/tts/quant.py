@@ -69,13 +69,16 @@ class QuantReport:
     cache: str
     cache_path: Path | None = None
     cache_problem: str = ""
+    kernels: str = ""
+    """Which kernels run the packed layers: "native (AVX2)" / "native (plain C)" (ours,
+    ``tts/_native.py``), "torch" (PyTorch's), "" when nothing was packed."""
 
     def to_dict(self) -> dict[str, Any]:
         return {"mode": self.mode, "layers": self.layers, "fallback_layers": self.fallback_layers,
                 "float_bytes": self.float_bytes, "packed_bytes": self.packed_bytes,
                 "seconds": round(self.seconds, 3), "cache": self.cache,
                 "cache_path": None if self.cache_path is None else str(self.cache_path),
-                "cache_problem": self.cache_problem}
+                "cache_problem": self.cache_problem, "kernels": self.kernels}
 
 
 def check_quant(quant: str) -> str:
@@ -169,7 +172,8 @@ def quantize_model(qwen_model: Any, mode: str, *, cache_dir: str | os.PathLike[s
     source = _WeightSource(Path(weights_dir)) if weights_dir is not None and packed is None else None
     modules = _replace_all(talker, targets, mode, packed, progress, source)
     packed_bytes = sum(_nbytes(m) for m in modules.values())
-    fallback = sum(1 for m in modules.values() if m.kind != mode)
+    fallback = sum(1 for m in modules.values() if m.mode != mode)
+    kernels = _kernels(modules.values())
     del targets, packed
     if path is not None and cache != "hit":
         try:
@@ -181,7 +185,17 @@ def quantize_model(qwen_model: Any, mode: str, *, cache_dir: str | os.PathLike[s
     release_freed_memory()
     return QuantReport(mode, len(modules), fallback, float_bytes, packed_bytes,
                        time.perf_counter() - t0, "off" if path is None else cache, path,
-                       "" if problem == "missing" else problem)
+                       "" if problem == "missing" else problem, kernels)
+
+
+def _kernels(modules: Any) -> str:
+    from . import _native
+    from ._qlinear import _NativeLinear
+
+    kinds = {isinstance(m, _NativeLinear) for m in modules}
+    if kinds == {True}:
+        return _native.describe()
+    return "torch" if kinds == {False} else f"{_native.describe()} + torch"
 
 
 def apply_quant(qwen_model: Any, folder: str | os.PathLike[str], mode: str, *, device: str, dtype: str,

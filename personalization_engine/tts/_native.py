@@ -1,0 +1,282 @@
+"""Our own int4 / int8 matrix-vector kernels (``_gemv.c``), built at first use and called via ctypes.
+
+Why: PyTorch's weight-only CPU kernels (``_weight_int4pack_mm_for_cpu``, ``_weight_int8pack_mm``)
+dequantize to bf16 and are compute-bound at batch 1 on a CPU without native bf16: one code
+predictor step (35 linears, 77 M weights) takes 13 ms at int4 on one Zen 3 thread, about
+3 GB/s of packed weights. ``_gemv.c`` quantizes the activation row to int8 per block of 32 and
+sums the products in integers with AVX2 (``vpmaddubsw``), as llama.cpp's Q4_1 x Q8 dot does;
+the same step takes about 4.5 ms, near the memory bandwidth of one core.
+
+Built with the system C compiler (``cc -O3 -shared``; AVX2 + FMA + F16C when the CPU has all
+three, plain C otherwise) into the user cache, keyed by the source's hash and the flags, and
+written atomically (a half-built library is never loaded). Where no compiler is found or
+``PE_NATIVE_KERNELS=0`` is set, :func:`library` returns None and the caller keeps PyTorch's
+kernels. ctypes releases the GIL during a call, so the codec decoder's thread keeps running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from ..fileio import sha256_bytes
+
+_LOGGER = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("_gemv.c")
+#: Set to "0" to keep PyTorch's kernels (comparisons, or a machine where the build misbehaves).
+ENV_SWITCH = "PE_NATIVE_KERNELS"
+#: Block of input features per scale (and per activation scale); K must be a multiple.
+BLOCK = 32
+_ABI = 2
+_SIMD_FLAGS = ("-mavx2", "-mfma", "-mf16c")
+
+_state: dict[str, Any] = {}
+
+
+def _cpu_flags() -> set[str]:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def _flags() -> list[str]:
+    cpu = _cpu_flags()
+    simd = {"avx2", "fma", "f16c"} <= cpu
+    return ["-O3", "-fPIC", "-shared", "-fno-math-errno", *(_SIMD_FLAGS if simd else ())]
+
+
+def _cache_dir() -> Path:
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "personalization_engine" / "kernels"
+
+
+def _compiler() -> str | None:
+    for name in (os.environ.get("CC"), "cc", "gcc", "clang"):
+        if name and shutil.which(name):
+            return name
+    return None
+
+
+def _build(compiler: str, flags: list[str], target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    try:
+        subprocess.run([compiler, *flags, "-o", tmp, str(SOURCE), "-lm"], check=True, capture_output=True,
+                       text=True, timeout=120)
+        os.replace(tmp, target)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
+def library() -> Any | None:
+    """The loaded kernel library, or None (disabled, not Linux/macOS, no compiler, build failed).
+
+    Built once per source version and machine kind; the outcome is remembered for the process.
+    """
+    if "lib" in _state:
+        return _state["lib"]
+    _state["lib"] = None
+    _state["why"] = ""
+    if os.environ.get(ENV_SWITCH, "1").strip() == "0":
+        _state["why"] = f"disabled by {ENV_SWITCH}=0"
+        return None
+    if not sys.platform.startswith(("linux", "darwin")):
+        _state["why"] = f"not built on {sys.platform}"
+        return None
+    flags = _flags()
+    key = sha256_bytes(SOURCE.read_bytes() + " ".join(flags).encode() + sys.platform.encode())[:16]
+    target = _cache_dir() / f"pe_gemv-{key}.so"
+    try:
+        if not target.is_file():
+            compiler = _compiler()
+            if compiler is None:
+                _state["why"] = "no C compiler (cc, gcc or clang) on PATH"
+                _LOGGER.warning("native int kernels unavailable: %s; using PyTorch's", _state["why"])
+                return None
+            _build(compiler, flags, target)
+        lib = ctypes.CDLL(str(target))
+        if lib.pe_abi_version() != _ABI:
+            raise OSError(f"{target} has ABI {lib.pe_abi_version()}, expected {_ABI}")
+    except (OSError, subprocess.SubprocessError) as exc:
+        detail = getattr(exc, "stderr", "") or str(exc)
+        _state["why"] = f"build or load failed: {detail.strip()[:300]}"
+        _LOGGER.warning("native int kernels unavailable (%s); using PyTorch's", _state["why"])
+        return None
+    vp, i = ctypes.c_void_p, ctypes.c_int
+    lib.pe_gemm_q4.argtypes = [vp, vp, vp, vp, vp, i, i, i, i, i]
+    lib.pe_gemm_q8.argtypes = [vp, vp, vp, vp, i, i, i, i, i]
+    lib.pe_gemm_q4.restype = lib.pe_gemm_q8.restype = i
+    lib.pe_stack_step.argtypes = [ctypes.POINTER(_Stack), vp, i, ctypes.POINTER(vp), ctypes.POINTER(vp), i]
+    lib.pe_stack_step.restype = i
+    _state["lib"] = lib
+    _state["simd"] = bool(lib.pe_simd())
+    return lib
+
+
+def describe() -> str:
+    """One line for reports: "native (AVX2)", "native (plain C)" or why PyTorch's kernels are used."""
+    if _state.get("off"):
+        return "torch (native kernels switched off)"
+    if library() is None:
+        return f"torch ({_state.get('why', '')})"
+    return "native (AVX2)" if _state.get("simd") else "native (plain C)"
+
+
+def available() -> bool:
+    """Whether new packed layers use these kernels (built, and not switched off by :func:`disabled`)."""
+    return not _state.get("off") and library() is not None
+
+
+@contextlib.contextmanager
+def disabled() -> Iterator[None]:
+    """PyTorch's kernels for layers quantized in the block (tests, side-by-side benches)."""
+    before = _state.get("off", False)
+    _state["off"] = True
+    try:
+        yield
+    finally:
+        _state["off"] = before
+
+
+def _lib() -> Any:
+    lib = _state.get("lib") or library()
+    if lib is None:
+        raise RuntimeError(f"the native int kernels are unavailable here ({_state.get('why')}); "
+                           "quantize with them disabled (PE_NATIVE_KERNELS=0) to use PyTorch's")
+    return lib
+
+
+def gemm_q4(weight: Any, scales: Any, mins: Any, x: Any, out: Any) -> None:
+    """``out[M, N] = x[M, K] @ W^T`` for a q4 weight (see ``_gemv.c``); fp32, contiguous."""
+    m, k = x.shape
+    n = out.shape[1]
+    rc = _lib().pe_gemm_q4(weight.data_ptr(), scales.data_ptr(), mins.data_ptr(), x.data_ptr(),
+                                  out.data_ptr(), m, n, k, 0, n)
+    if rc != 0:
+        raise RuntimeError(f"pe_gemm_q4 failed for x {tuple(x.shape)} and {n} outputs (K % {BLOCK} or memory)")
+
+
+def gemm_q8(weight: Any, scales: Any, x: Any, out: Any) -> None:
+    """``out[M, N] = x[M, K] @ W^T`` for a q8 weight (see ``_gemv.c``); fp32, contiguous."""
+    m, k = x.shape
+    n = out.shape[1]
+    rc = _lib().pe_gemm_q8(weight.data_ptr(), scales.data_ptr(), x.data_ptr(), out.data_ptr(), m, n, k, 0, n)
+    if rc != 0:
+        raise RuntimeError(f"pe_gemm_q8 failed for x {tuple(x.shape)} and {n} outputs (K % {BLOCK} or memory)")
+
+
+# --- one decode step of a whole stack (pe_stack_step) --------------------------------------------
+
+
+#: The activation classes the C step's SiLU stands for (torch's and transformers').
+_SILU = ("SiLU", "SiLUActivation")
+
+
+class _Lin(ctypes.Structure):
+    _fields_ = [("bits", ctypes.c_int), ("n", ctypes.c_int), ("k", ctypes.c_int), ("w", ctypes.c_void_p),
+                ("d", ctypes.c_void_p), ("m", ctypes.c_void_p)]
+
+
+class _Layer(ctypes.Structure):
+    _fields_ = [("in_norm", ctypes.c_void_p), ("post_norm", ctypes.c_void_p), ("q_norm", ctypes.c_void_p),
+                ("k_norm", ctypes.c_void_p), ("qkv", _Lin), ("o", _Lin), ("gate_up", _Lin), ("down", _Lin)]
+
+
+class _Stack(ctypes.Structure):
+    _fields_ = [("layers", ctypes.c_int), ("hidden", ctypes.c_int), ("heads", ctypes.c_int),
+                ("kv_heads", ctypes.c_int), ("head_dim", ctypes.c_int), ("inter", ctypes.c_int),
+                ("rope_len", ctypes.c_int), ("eps", ctypes.c_float), ("scaling", ctypes.c_float),
+                ("cos", ctypes.c_void_p), ("sin", ctypes.c_void_p), ("final_norm", ctypes.c_void_p),
+                ("layer", ctypes.POINTER(_Layer))]
+
+
+def _lin(module: Any) -> _Lin | None:
+    from ._qlinear import NativeInt4Linear, NativeInt8Linear
+
+    if isinstance(module, NativeInt4Linear):
+        return _Lin(4, module.out_features, module.in_features, module.qweight.data_ptr(),
+                    module.scales.data_ptr(), module.mins.data_ptr())
+    if isinstance(module, NativeInt8Linear):
+        return _Lin(8, module.out_features, module.in_features, module.qweight.data_ptr(),
+                    module.scales.data_ptr(), None)
+    return None
+
+
+class StackStep:
+    """:func:`.layers.forward` for one token, in one native call (``pe_stack_step``).
+
+    Built by :meth:`build` only when the whole stack fits what the C step implements: every
+    projection native-packed (q|k|v and gate|up fused), SiLU, fp32 norms and rotary tables, one
+    RMSNorm epsilon, no biases. Holds references to every tensor it points into.
+    """
+
+    def __init__(self, struct: _Stack, keep: list[Any]) -> None:
+        self._struct = struct
+        self._keep = keep
+
+    @classmethod
+    def build(cls, stack: Any) -> StackStep | None:
+        """From a :class:`.layers.Stack`, or None when anything does not fit (then PyTorch runs it)."""
+        import torch
+
+        if library() is None:
+            return None
+        eps = {float(stack.norm_eps)}
+        tensors: list[Any] = [stack.cos, stack.sin, stack.norm_weight]
+        layers = []
+        inter = 0
+        for layer, (qkv, gate_up) in zip(stack.layers, stack.fused, strict=True):
+            attn, mlp = layer.self_attn, layer.mlp
+            lins = [_lin(m) for m in (qkv, attn.o_proj, gate_up, mlp.down_proj)]
+            if any(lin is None for lin in lins) or type(mlp.act_fn).__name__ not in _SILU:
+                return None
+            if any(getattr(m, "bias", None) is not None for m in (qkv, attn.o_proj, gate_up, mlp.down_proj)):
+                return None
+            norms = [layer.input_layernorm, layer.post_attention_layernorm, attn.q_norm, attn.k_norm]
+            eps.update(float(n.variance_epsilon) for n in norms)
+            tensors += [n.weight for n in norms]
+            inter = int(mlp.down_proj.in_features)
+            layers.append(_Layer(*(n.weight.data_ptr() for n in norms), *lins))
+        if len(eps) != 1 or any(t.dtype != torch.float32 or not t.is_contiguous() or t.device.type != "cpu"
+                                for t in tensors):
+            return None
+        array = (_Layer * len(layers))(*layers)
+        struct = _Stack(len(layers), int(stack.norm_weight.shape[0]), stack.heads, stack.kv_heads, stack.head_dim,
+                        inter, int(stack.cos.shape[0]), eps.pop(), stack.scaling, stack.cos.data_ptr(),
+                        stack.sin.data_ptr(), stack.norm_weight.data_ptr(), array)
+        return cls(struct, [tensors, array, stack])
+
+    def pointers(self, cache: Any) -> tuple[Any, Any, int]:
+        """The cache's key and value pointer arrays and capacity (build once per cache)."""
+        import torch
+
+        if any(t.dtype != torch.float32 or not t.is_contiguous() for t in (*cache.keys, *cache.values)):
+            raise ValueError("the native step needs contiguous float32 KV caches")
+        keys = (ctypes.c_void_p * len(cache.keys))(*(t.data_ptr() for t in cache.keys))
+        values = (ctypes.c_void_p * len(cache.values))(*(t.data_ptr() for t in cache.values))
+        return keys, values, int(cache.keys[0].shape[2])
+
+    def __call__(self, x: Any, position: int, pointers: tuple[Any, Any, int]) -> Any:
+        """Hidden state (1, 1, hidden) after the stack for token ``x`` (1, 1, hidden) at ``position``."""
+        out = x.reshape(-1).to(dtype=x.dtype, copy=True)
+        keys, values, capacity = pointers
+        rc = _lib().pe_stack_step(ctypes.byref(self._struct), out.data_ptr(), int(position), keys, values,
+                                         capacity)
+        if rc != 0:
+            raise RuntimeError(f"pe_stack_step failed at position {position} (capacity {capacity}, "
+                               f"rotary table {self._struct.rope_len}) or out of memory")
+        return out.view(1, 1, -1)

@@ -1,0 +1,171 @@
+"""Our int4/int8 CPU kernels (personalization_engine.tts._native, _gemv.c) against known answers.
+
+* the kernels equal the product of the dequantized weight and the block-quantized activations
+  (the only rounding is float summation order), on shapes that exercise both the AVX2 blocks
+  and the scalar tail, for one and several activation rows;
+* the plain-C build (no SIMD) equals the AVX2 build;
+* fused q|k|v and gate|up modules compute exactly what the separate modules computed, in the
+  same memory;
+* one native stack step equals the layer-by-layer PyTorch forward on the tiny checkpoint's
+  quantized talker and code predictor (hidden state and the key/value cache);
+* the switch back to PyTorch's kernels, the cache key, and the error on a bad shape.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from personalization_engine.tts import _native, layers, quant  # noqa: E402
+from personalization_engine.tts._qlinear import (  # noqa: E402
+    Int4Linear,
+    NativeInt4Linear,
+    NativeInt8Linear,
+    fuse_outputs,
+)
+
+pytestmark = pytest.mark.skipif(not _native.available(), reason=f"native kernels unavailable: {_native.describe()}")
+
+
+def _block_quantized(x: torch.Tensor) -> torch.Tensor:
+    """What the kernel multiplies with: x rounded to int8 per block of 32 (scale max|x| / 127)."""
+    blocks = x.reshape(*x.shape[:-1], -1, 32)
+    scale = blocks.abs().amax(dim=-1, keepdim=True) / 127
+    q = torch.where(scale > 0, torch.round(blocks / torch.where(scale > 0, scale, 1)), 0)
+    return (q * scale).reshape(x.shape)
+
+
+@pytest.mark.parametrize("cls", [NativeInt4Linear, NativeInt8Linear])
+@pytest.mark.parametrize("out_f, in_f, rows", [(48, 96, 1), (40, 288, 3), (64, 1024, 2), (7, 32, 1)])
+def test_kernel_equals_the_dequantized_product(cls: Any, out_f: int, in_f: int, rows: int) -> None:
+    torch.manual_seed(out_f + in_f)
+    module = cls.from_float(torch.randn(out_f, in_f) * 0.02)
+    x = torch.randn(rows, in_f)
+    expected = _block_quantized(x) @ module.dequantize().T
+    with torch.inference_mode():
+        got = module(x)
+    assert got.shape == (rows, out_f) and got.dtype == torch.float32
+    assert float((got - expected).abs().max()) <= 1e-5 * float(expected.abs().max()) + 1e-7
+
+
+def test_codes_round_to_the_nearest_level() -> None:
+    """int4: every weight is within half a step of its block's dequantized level (asymmetric
+    range, so the block's min and max are represented); int8: within half a step of zero-centred levels."""
+    torch.manual_seed(1)
+    w = torch.randn(32, 256) * 0.05
+    q4 = NativeInt4Linear.from_float(w)
+    step4 = q4.scales.to(torch.float32).repeat_interleave(32, dim=1)
+    assert bool(((q4.dequantize() - w).abs() <= step4 / 2 + 1e-4 * step4).all())
+    q8 = NativeInt8Linear.from_float(w)
+    step8 = q8.scales.to(torch.float32).repeat_interleave(32, dim=1)
+    assert bool(((q8.dequantize() - w).abs() <= step8 / 2 + 1e-3 * step8).all())
+    zero = NativeInt4Linear.from_float(torch.zeros(16, 64))  # constant blocks: no division by zero
+    assert torch.equal(zero.dequantize(), torch.zeros(16, 64))
+
+
+def test_plain_c_build_equals_the_simd_build(tmp_path: Path) -> None:
+    if not _native.describe().endswith("(AVX2)"):
+        pytest.skip("this machine has no AVX2 build to compare with")
+    compiler = _native._compiler()
+    assert compiler is not None
+    plain = tmp_path / "plain.so"
+    _native._build(compiler, ["-O2", "-fPIC", "-shared"], plain)
+    lib = ctypes.CDLL(str(plain))
+    assert lib.pe_simd() == 0
+    torch.manual_seed(2)
+    module = NativeInt4Linear.from_float(torch.randn(24, 544) * 0.02)
+    x = torch.randn(2, 544)
+    out = torch.empty(2, 24)
+    vp = ctypes.c_void_p
+    rc = lib.pe_gemm_q4(vp(module.qweight.data_ptr()), vp(module.scales.data_ptr()), vp(module.mins.data_ptr()),
+                        vp(x.data_ptr()), vp(out.data_ptr()), 2, 24, 544, 0, 24)
+    assert rc == 0
+    with torch.inference_mode():
+        simd = module(x)
+    assert float((out - simd).abs().max()) <= 1e-5 * float(simd.abs().max())
+
+
+def test_fused_outputs_compute_the_same_in_the_same_memory() -> None:
+    torch.manual_seed(3)
+    parts = [NativeInt4Linear.from_float(torch.randn(n, 64) * 0.02) for n in (32, 16, 16)]
+    x = torch.randn(1, 64)
+    with torch.inference_mode():
+        before = [p(x) for p in parts]
+        fused = fuse_outputs(parts)
+        assert fused is not None
+        joined = fused(x)
+        after = [p(x) for p in parts]
+    assert all(torch.equal(a, b) for a, b in zip(before, after, strict=True))
+    assert torch.equal(joined, torch.cat(before, dim=-1))
+    base = fused.qweight.data_ptr()
+    assert [p.qweight.data_ptr() - base for p in parts] == [0, 32 * 32, 48 * 32]  # rows of 64 / 2 bytes
+    mixed = [NativeInt4Linear.from_float(torch.randn(16, 64)), NativeInt8Linear.from_float(torch.randn(16, 64))]
+    assert fuse_outputs(mixed) is None  # different formats are never fused
+
+
+@pytest.fixture(scope="module")
+def quantized_tiny(tiny_checkpoint: Path) -> Any:
+    from personalization_engine.tts.device import load_qwen
+
+    qwen = load_qwen(tiny_checkpoint, "cpu", "float32")
+    quant.quantize_model(qwen, "int4")
+    return qwen.model
+
+
+@pytest.mark.parametrize("which", ["talker", "predictor"])
+def test_native_stack_step_equals_the_layer_by_layer_forward(quantized_tiny: Any, which: str) -> None:
+    from personalization_engine.tts.engine import Decoder
+
+    decoder = Decoder(quantized_tiny)
+    stack = decoder.talker_stack if which == "talker" else decoder.predictor_stack
+    assert stack.native is not None and all(q is not None and g is not None for q, g in stack.fused)
+    torch_stack = dataclasses.replace(stack, native=None)
+    capacity = min(16, int(stack.cos.shape[0]))
+    hidden = int(stack.norm_weight.shape[0])
+    torch.manual_seed(4)
+    prompt, token = torch.randn(1, 5, hidden), torch.randn(1, 1, hidden)
+    caches = [stack.allocate(capacity), stack.allocate(capacity)]
+    slots = torch.arange(capacity)
+    with torch.inference_mode():
+        outs = []
+        for s, cache in zip((stack, torch_stack), caches, strict=True):
+            layers.forward(s, prompt, cache, torch.arange(5))  # prefill: the same PyTorch path for both
+            h = token
+            for pos in (5, 6, 7):  # three decode steps, each reading the ones before from the cache
+                position = torch.tensor([pos])
+                h = layers.forward(s, h, cache, position, layers.visible(position, slots))
+            outs.append(h)
+    native, reference = outs
+    assert float((native - reference).abs().max()) <= 1e-4 * float(reference.abs().max())
+    for k_nat, k_ref in zip(caches[0].keys + caches[0].values, caches[1].keys + caches[1].values, strict=True):
+        assert float((k_nat - k_ref).abs().max()) <= 1e-4 * (float(k_ref.abs().max()) + 1e-6)
+
+
+def test_switch_off_gives_pytorch_kernels_and_the_cache_is_rebuilt(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    from personalization_engine.tts.device import load_qwen
+
+    def quantize() -> quant.QuantReport:
+        qwen = load_qwen(tiny_checkpoint, "cpu", "float32")
+        return quant.quantize_model(qwen, "int4", cache_dir=tmp_path, checkpoint_hash="b" * 64)
+
+    assert quantize().kernels.startswith("native")
+    with _native.disabled():
+        assert _native.describe() == "torch (native kernels switched off)"
+        report = quantize()
+        assert report.cache == "rebuilt" and "kernels" in report.cache_problem and report.kernels == "torch"
+        qwen = load_qwen(tiny_checkpoint, "cpu", "float32")
+        quant.quantize_model(qwen, "int4")
+        assert isinstance(qwen.model.talker.codec_head, Int4Linear)
+    assert _native.available()
+
+
+def test_bad_shape_is_refused_with_a_clear_error() -> None:
+    module = NativeInt8Linear.from_float(torch.randn(16, 64))
+    with pytest.raises(RuntimeError, match="K % 32"):
+        _native.gemm_q8(module.qweight, module.scales, torch.randn(1, 40), torch.empty(1, 16))
