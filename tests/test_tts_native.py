@@ -42,7 +42,7 @@ def _block_quantized(x: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("cls", [NativeInt4Linear, NativeInt8Linear])
-@pytest.mark.parametrize("out_f, in_f, rows", [(48, 96, 1), (40, 288, 3), (64, 1024, 2), (7, 32, 1)])
+@pytest.mark.parametrize("out_f, in_f, rows", [(48, 96, 1), (40, 288, 5), (64, 1024, 2), (7, 32, 1), (256, 512, 80)])
 def test_kernel_equals_the_dequantized_product(cls: Any, out_f: int, in_f: int, rows: int) -> None:
     torch.manual_seed(out_f + in_f)
     module = cls.from_float(torch.randn(out_f, in_f) * 0.02)

@@ -4,7 +4,10 @@
  * when the CPU has them, plain C otherwise) and called through ctypes, which releases the GIL.
  *
  * Layout (row-major over the N output features, K input features, K a multiple of 32):
- *   q4: w  uint8 [N][K/2]   block b of row n is 16 bytes: byte j = q[j] | q[j+16] << 4, q in 0..15
+ *   q4: w  uint8 [N][K/2]   blocks in pairs: the 32 bytes of blocks 2p, 2p+1 hold
+ *                           byte j = q_2p[j] | q_2p+1[j] << 4 (one 32-byte load, one mask, one
+ *                           shift give both blocks' codes); an odd last block is 16 bytes,
+ *                           byte j = q[j] | q[j+16] << 4. q in 0..15
  *       d  fp16  [N][K/32]  block scale;  m fp16 [N][K/32] block minimum:  w = q * d + m
  *   q8: w  int8  [N][K]     symmetric, -127..127
  *       d  fp16  [N][K/32]  block scale:  w = q * d
@@ -30,7 +33,7 @@
 
 #define QK 32
 
-int pe_abi_version(void) { return 2; }
+int pe_abi_version(void) { return 3; }
 int pe_simd(void) { return PE_AVX2; }
 
 static float half_to_float(uint16_t h) {
@@ -89,13 +92,21 @@ static inline float hsum(__m256 v) {
 }
 #endif
 
-/* One output: row of q4 weights . one quantized activation row. */
+/* Code j (0..31) of block b in a q4 row of nb blocks (the pair layout above). */
+static inline int q4_code(const uint8_t *w, int b, int j, int nb) {
+    if (b < (nb & ~1)) return (w[(size_t)(b & ~1) * 16 + j] >> ((b & 1) * 4)) & 0x0f;
+    const uint8_t *odd = w + (size_t)b * 16;
+    return j < 16 ? odd[j] & 0x0f : odd[j - 16] >> 4;
+}
+
+/* One output: row of q4 weights . one quantized activation row. `nb` counts from block b0 = 0
+ * of this pointer, which must be the start of a pair (callers pass even offsets). */
 static float dot_q4(const uint8_t *w, const uint16_t *d, const uint16_t *m, const int8_t *xq, const float *dx,
                     const float *sx, int nb) {
     int b = 0;
     float tail = 0.0f;
 #if PE_AVX2
-    const __m128i low4 = _mm_set1_epi8(0x0f);
+    const __m256i low4 = _mm256_set1_epi8(0x0f);
     const __m256i ones = _mm256_set1_epi16(1);
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(), macc = _mm256_setzero_ps();
     float scale[8];
@@ -105,11 +116,9 @@ static float dot_q4(const uint8_t *w, const uint16_t *d, const uint16_t *m, cons
         _mm256_storeu_ps(scale, _mm256_mul_ps(dv, _mm256_loadu_ps(dx + b)));
         macc = _mm256_fmadd_ps(mv, _mm256_loadu_ps(sx + b), macc);
         for (int j = 0; j < 8; j += 2) {
-            const uint8_t *wb = w + (size_t)(b + j) * 16;
-            __m128i r0 = _mm_loadu_si128((const __m128i *)wb);
-            __m128i r1 = _mm_loadu_si128((const __m128i *)(wb + 16));
-            __m256i q0 = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(r0, 4), low4), _mm_and_si128(r0, low4));
-            __m256i q1 = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(r1, 4), low4), _mm_and_si128(r1, low4));
+            __m256i raw = _mm256_loadu_si256((const __m256i *)(w + (size_t)(b + j) * 16));
+            __m256i q0 = _mm256_and_si256(raw, low4);
+            __m256i q1 = _mm256_and_si256(_mm256_srli_epi16(raw, 4), low4);
             __m256i x0 = _mm256_loadu_si256((const __m256i *)(xq + (size_t)(b + j) * QK));
             __m256i x1 = _mm256_loadu_si256((const __m256i *)(xq + (size_t)(b + j + 1) * QK));
             __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(q0, x0), ones);
@@ -121,10 +130,9 @@ static float dot_q4(const uint8_t *w, const uint16_t *d, const uint16_t *m, cons
     tail = hsum(_mm256_add_ps(acc0, acc1)) + hsum(macc);
 #endif
     for (; b < nb; b++) {
-        const uint8_t *wb = w + (size_t)b * 16;
         const int8_t *xb = xq + (size_t)b * QK;
         int32_t s = 0;
-        for (int j = 0; j < 16; j++) s += (wb[j] & 0x0f) * xb[j] + (wb[j] >> 4) * xb[j + 16];
+        for (int j = 0; j < QK; j++) s += q4_code(w, b, j, nb) * xb[j];
         tail += (float)s * half_to_float(d[b]) * dx[b] + half_to_float(m[b]) * sx[b];
     }
     return tail;
@@ -165,6 +173,78 @@ static float dot_q8(const int8_t *w, const uint16_t *d, const int8_t *xq, const 
     return tail;
 }
 
+/* Four activation rows at once against one weight row (prefill): each weight block is unpacked
+ * once for the four rows. out[r] = row r's dot product; xq/dx/sx point at row 0, rows `stride`
+ * int8 values (and stride / 32 scales) apart. Same per-row arithmetic as dot_q4 / dot_q8. */
+static void dot_q4_x4(const uint8_t *w, const uint16_t *d, const uint16_t *m, const int8_t *xq, const float *dx,
+                      const float *sx, int nb, size_t stride, float *out) {
+    int b = 0;
+    float tail[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    size_t sb = stride / QK;
+#if PE_AVX2
+    const __m256i low4 = _mm256_set1_epi8(0x0f);
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    __m256 macc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    float scale[4][8];
+    for (; b + 8 <= nb; b += 8) {
+        __m256 dv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(d + b)));
+        __m256 mv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(m + b)));
+        for (int r = 0; r < 4; r++) {
+            _mm256_storeu_ps(scale[r], _mm256_mul_ps(dv, _mm256_loadu_ps(dx + r * sb + b)));
+            macc[r] = _mm256_fmadd_ps(mv, _mm256_loadu_ps(sx + r * sb + b), macc[r]);
+        }
+        for (int j = 0; j < 8; j += 2) {
+            __m256i raw = _mm256_loadu_si256((const __m256i *)(w + (size_t)(b + j) * 16));
+            __m256i q0 = _mm256_and_si256(raw, low4), q1 = _mm256_and_si256(_mm256_srli_epi16(raw, 4), low4);
+            for (int r = 0; r < 4; r++) {
+                const int8_t *xr = xq + r * stride + (size_t)(b + j) * QK;
+                __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(q0, _mm256_loadu_si256((const __m256i *)xr)), ones);
+                __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(q1, _mm256_loadu_si256((const __m256i *)(xr + QK))), ones);
+                acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(scale[r][j]), acc[r]);
+                acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), _mm256_set1_ps(scale[r][j + 1]), acc[r]);
+            }
+        }
+    }
+    for (int r = 0; r < 4; r++) tail[r] = hsum(acc[r]) + hsum(macc[r]);
+#endif
+    for (int r = 0; r < 4; r++) out[r] = tail[r];
+    if (b < nb)
+        for (int r = 0; r < 4; r++)
+            out[r] += dot_q4(w + (size_t)b * 16, d + b, m + b, xq + r * stride + (size_t)b * QK, dx + r * sb + b,
+                             sx + r * sb + b, nb - b);
+}
+
+static void dot_q8_x4(const int8_t *w, const uint16_t *d, const int8_t *xq, const float *dx, int nb, size_t stride,
+                      float *out) {
+    int b = 0;
+    float tail[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    size_t sb = stride / QK;
+#if PE_AVX2
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    float scale[4][8];
+    for (; b + 8 <= nb; b += 8) {
+        __m256 dv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(d + b)));
+        for (int r = 0; r < 4; r++) _mm256_storeu_ps(scale[r], _mm256_mul_ps(dv, _mm256_loadu_ps(dx + r * sb + b)));
+        for (int j = 0; j < 8; j++) {
+            __m256i wv = _mm256_loadu_si256((const __m256i *)(w + (size_t)(b + j) * QK));
+            __m256i aw = _mm256_sign_epi8(wv, wv);
+            for (int r = 0; r < 4; r++) {
+                __m256i x = _mm256_loadu_si256((const __m256i *)(xq + r * stride + (size_t)(b + j) * QK));
+                __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(x, wv)), ones);
+                acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(scale[r][j]), acc[r]);
+            }
+        }
+    }
+    for (int r = 0; r < 4; r++) tail[r] = hsum(acc[r]);
+#endif
+    for (int r = 0; r < 4; r++) out[r] = tail[r];
+    if (b < nb)
+        for (int r = 0; r < 4; r++)
+            out[r] += dot_q8(w + (size_t)b * QK, d + b, xq + r * stride + (size_t)b * QK, dx + r * sb + b, nb - b);
+}
+
 /* Quantize the M activation rows into one scratch allocation; 0 on success, -1 out of memory. */
 static int quant_rows(const float *x, int M, int K, int8_t **xq, float **dx, float **sx) {
     int nb = K / QK;
@@ -189,7 +269,12 @@ int pe_gemm_q4(const uint8_t *w, const uint16_t *d, const uint16_t *m, const flo
     for (int n = n0; n < n1; n++) {
         const uint8_t *wr = w + (size_t)n * (K / 2);
         const uint16_t *dr = d + (size_t)n * nb, *mr = m + (size_t)n * nb;
-        for (int r = 0; r < M; r++)
+        int r = 0;
+        for (float o4[4]; r + 4 <= M; r += 4) {
+            dot_q4_x4(wr, dr, mr, xq + (size_t)r * K, dx + (size_t)r * nb, sx + (size_t)r * nb, nb, (size_t)K, o4);
+            for (int i = 0; i < 4; i++) y[(size_t)(r + i) * N + n] = o4[i];
+        }
+        for (; r < M; r++)
             y[(size_t)r * N + n] = dot_q4(wr, dr, mr, xq + (size_t)r * K, dx + (size_t)r * nb, sx + (size_t)r * nb, nb);
     }
     free(xq); free(dx); free(sx);
@@ -204,7 +289,12 @@ int pe_gemm_q8(const int8_t *w, const uint16_t *d, const float *x, float *y, int
     for (int n = n0; n < n1; n++) {
         const int8_t *wr = w + (size_t)n * K;
         const uint16_t *dr = d + (size_t)n * nb;
-        for (int r = 0; r < M; r++) y[(size_t)r * N + n] = dot_q8(wr, dr, xq + (size_t)r * K, dx + (size_t)r * nb, nb);
+        int r = 0;
+        for (float o4[4]; r + 4 <= M; r += 4) {
+            dot_q8_x4(wr, dr, xq + (size_t)r * K, dx + (size_t)r * nb, nb, (size_t)K, o4);
+            for (int i = 0; i < 4; i++) y[(size_t)(r + i) * N + n] = o4[i];
+        }
+        for (; r < M; r++) y[(size_t)r * N + n] = dot_q8(wr, dr, xq + (size_t)r * K, dx + (size_t)r * nb, nb);
     }
     free(xq); free(dx); free(sx);
     return 0;

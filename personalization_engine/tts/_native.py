@@ -24,7 +24,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,10 @@ SOURCE = Path(__file__).with_name("_gemv.c")
 ENV_SWITCH = "PE_NATIVE_KERNELS"
 #: Block of input features per scale (and per activation scale); K must be a multiple.
 BLOCK = 32
-_ABI = 2
+#: The packed weight layout ``_gemv.c`` reads; part of the quant cache's key (a cache packed
+#: for another layout is rebuilt, never misread).
+LAYOUT = "q4-pairs+q8-blocks32-fp16-scales-v1"
+_ABI = 3
 _SIMD_FLAGS = ("-mavx2", "-mfma", "-mf16c")
 
 _state: dict[str, Any] = {}
@@ -162,21 +165,43 @@ def _lib() -> Any:
 
 def gemm_q4(weight: Any, scales: Any, mins: Any, x: Any, out: Any) -> None:
     """``out[M, N] = x[M, K] @ W^T`` for a q4 weight (see ``_gemv.c``); fp32, contiguous."""
-    m, k = x.shape
-    n = out.shape[1]
-    rc = _lib().pe_gemm_q4(weight.data_ptr(), scales.data_ptr(), mins.data_ptr(), x.data_ptr(),
-                                  out.data_ptr(), m, n, k, 0, n)
-    if rc != 0:
-        raise RuntimeError(f"pe_gemm_q4 failed for x {tuple(x.shape)} and {n} outputs (K % {BLOCK} or memory)")
+    lib, (m, k), n = _lib(), x.shape, out.shape[1]
+    ptrs = (weight.data_ptr(), scales.data_ptr(), mins.data_ptr(), x.data_ptr(), out.data_ptr(), m, n, k)
+    _split(lambda lo, hi: lib.pe_gemm_q4(*ptrs, lo, hi), "pe_gemm_q4", m, n, k)
 
 
 def gemm_q8(weight: Any, scales: Any, x: Any, out: Any) -> None:
     """``out[M, N] = x[M, K] @ W^T`` for a q8 weight (see ``_gemv.c``); fp32, contiguous."""
-    m, k = x.shape
-    n = out.shape[1]
-    rc = _lib().pe_gemm_q8(weight.data_ptr(), scales.data_ptr(), x.data_ptr(), out.data_ptr(), m, n, k, 0, n)
-    if rc != 0:
-        raise RuntimeError(f"pe_gemm_q8 failed for x {tuple(x.shape)} and {n} outputs (K % {BLOCK} or memory)")
+    lib, (m, k), n = _lib(), x.shape, out.shape[1]
+    ptrs = (weight.data_ptr(), scales.data_ptr(), x.data_ptr(), out.data_ptr(), m, n, k)
+    _split(lambda lo, hi: lib.pe_gemm_q8(*ptrs, lo, hi), "pe_gemm_q8", m, n, k)
+
+
+#: Threads that share a prefill product (several activation rows: the prompt); one-row products
+#: (decode steps) stay on the caller's thread, where the streaming codec has the other core.
+PREFILL_THREADS = max(1, min(4, os.cpu_count() or 1))
+#: Multiply-accumulates below which a product is not split (a thread hand-off costs ~50 us).
+_SPLIT_MACS = 8_000_000
+_pool: list[Any] = []
+
+
+def _split(call: Callable[[int, int], int], name: str, m: int, n: int, k: int) -> None:
+    """Run ``call(n0, n1)`` over the output rows, split across :data:`PREFILL_THREADS` for prefill.
+
+    ctypes releases the GIL, so the parts run in parallel; each writes its own output columns.
+    """
+    parts = PREFILL_THREADS if m > 1 and m * n * k >= _SPLIT_MACS and n >= 64 else 1
+    bounds = [(n * i // parts, n * (i + 1) // parts) for i in range(parts)]
+    futures = []
+    if parts > 1:
+        if not _pool:
+            from concurrent.futures import ThreadPoolExecutor
+
+            _pool.append(ThreadPoolExecutor(max_workers=PREFILL_THREADS - 1, thread_name_prefix="pe-gemm"))
+        futures = [_pool[0].submit(call, lo, hi) for lo, hi in bounds[1:]]
+    codes = [call(*bounds[0])] + [f.result() for f in futures]
+    if any(codes):
+        raise RuntimeError(f"{name} failed for {m} x {k} activations and {n} outputs (K % {BLOCK} or memory)")
 
 
 # --- one decode step of a whole stack (pe_stack_step) --------------------------------------------

@@ -36,7 +36,7 @@ def _environment() -> dict[str, str]:
 
     return {"format": FORMAT, "torch": torch.__version__, "cpu": str(torch.backends.cpu.get_cpu_capability()),
             "int4_group_size": str(INT4_GROUP_SIZE), "int4_dtype": str(INT4_COMPUTE_DTYPE),
-            "int8_dtype": str(INT8_COMPUTE_DTYPE), "kernels": "native" if _native.available() else "torch"}
+            "int8_dtype": str(INT8_COMPUTE_DTYPE), "kernels": _native.LAYOUT if _native.available() else "torch"}
 
 
 def save(path: Path, modules: dict[str, Any], *, mode: str, checkpoint_hash: str) -> None:

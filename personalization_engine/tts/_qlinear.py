@@ -231,6 +231,19 @@ def fuse_outputs(modules: list[nn.Module]) -> _NativeLinear | None:
     return fused
 
 
+def _pack_pairs(q: torch.Tensor) -> torch.Tensor:
+    """(n, blocks, 32) codes 0..15 -> (n, in / 2) bytes in ``_gemv.c``'s layout: blocks in pairs,
+    byte j of a pair = code j of its first block | code j of its second << 4; an odd last block
+    as byte j = code j | code j + 16 << 4."""
+    n, blocks, size = q.shape
+    pairs = q[:, : blocks // 2 * 2].reshape(n, blocks // 2, 2, size)
+    parts = [(pairs[:, :, 0] | (pairs[:, :, 1] << 4)).reshape(n, -1)]
+    if blocks % 2:
+        odd = q[:, -1]
+        parts.append(odd[:, : size // 2] | (odd[:, size // 2:] << 4))
+    return torch.cat(parts, dim=1).contiguous()
+
+
 class NativeInt4Linear(_NativeLinear):
     """Weight-only int4 on :mod:`._native`: ``w = q * scale + min`` per block of 32, q in 0..15."""
 
@@ -255,9 +268,7 @@ class NativeInt4Linear(_NativeLinear):
         scale, div = _fp16_blocks((w.amax(dim=-1, keepdim=True) - lo32) / _INT4_MAX)
         # Codes from the stored (fp16) scale and minimum, so dequantizing gives the nearest level.
         q = ((w - lo32) / div).round_().clamp_(0, _INT4_MAX).to(torch.uint8)
-        half = INT4_GROUP_SIZE // 2
-        packed = (q[..., :half] | (q[..., half:] << 4)).reshape(n, k // 2)
-        return cls(packed, scale.reshape(n, -1), lo.reshape(n, -1), bias)
+        return cls(_pack_pairs(q), scale.reshape(n, -1), lo.reshape(n, -1), bias)
 
     @classmethod
     def from_packed(cls, tensors: dict[str, torch.Tensor]) -> NativeInt4Linear:
@@ -269,8 +280,13 @@ class NativeInt4Linear(_NativeLinear):
     def dequantize(self) -> torch.Tensor:
         """The float32 (out, in) weight these codes stand for."""
         n, blocks = self.out_features, self.in_features // INT4_GROUP_SIZE
-        packed = self.qweight.reshape(n, blocks, INT4_GROUP_SIZE // 2)
-        q = torch.cat([packed & 0x0F, packed >> 4], dim=-1).to(torch.float32)
+        pairs = blocks // 2 * INT4_GROUP_SIZE
+        both = self.qweight[:, :pairs].reshape(n, blocks // 2, 1, INT4_GROUP_SIZE)
+        q = torch.cat([both & 0x0F, both >> 4], dim=2).reshape(n, -1, INT4_GROUP_SIZE)
+        if blocks % 2:
+            odd = self.qweight[:, pairs:].reshape(n, 1, INT4_GROUP_SIZE // 2)
+            q = torch.cat([q, torch.cat([odd & 0x0F, odd >> 4], dim=-1)], dim=1)
+        q = q.to(torch.float32)
         w = q * self.scales.to(torch.float32)[..., None] + self.mins.to(torch.float32)[..., None]
         return w.reshape(n, self.in_features)
 
