@@ -10,8 +10,8 @@ Four parts, each in its own process (so peak RSS is per part), results in
   median and max per layer type. Random weights are Gaussian-like; trained weights have
   outliers, which int4 handles worse, so treat these as lower bounds.
 * ``timing`` the same model: one talker step's linears (28 layers x 7 + codec head) and one
-  code-predictor step's (5 x 7 + one lm head) at batch 1, 2 threads, per mode, side by side;
-  plus the int kernels with fp32 vs bf16 activations (the choice in ``_qlinear``).
+  code-predictor step's (5 x 7 + one lm head) at batch 1, 1 thread (the loop's), per mode and
+  kernel family side by side; plus PyTorch's int kernels with fp32 activations (they get bf16).
 * ``codes``  the tiny checkpoint: greedy codes of 200 frames per mode vs fp32 (fraction of
   frames identical, and frames until the first difference).
 * ``rss``    loading orders on the full-size model: load, quantize, upcast the float rest,
@@ -43,6 +43,21 @@ FULL = Path(os.environ.get("PE_FULL_06B", "/work/cache/full-0.6b"))
 REF = REPO.parent / "shared" / "data" / "voices" / "LJ001-0004.flac"
 TEXT = "Please call Stella and ask her to bring these things with her from the store."
 MODES = ("bf16", "int8", "int4")
+#: Result columns: each mode on the kernels ``load_model`` uses here (ours, tts/_native.py, for
+#: int8/int4 when they build), and int8/int4 on PyTorch's kernels (``-torch``) side by side.
+COLUMNS = ("bf16", "int8", "int4", "int8-torch", "int4-torch")
+
+
+def _quantize(lin: Any, column: str) -> Any:
+    """``lin`` packed as result column ``column`` (see :data:`COLUMNS`)."""
+    import contextlib
+
+    from personalization_engine.tts import _native
+    from personalization_engine.tts._qlinear import quantize_linear
+
+    mode, _, kernels = column.partition("-")
+    with _native.disabled() if kernels == "torch" else contextlib.nullcontext():
+        return quantize_linear(lin, mode)
 RESULTS = REPO / "bench" / "results"
 
 
@@ -121,21 +136,20 @@ def _kind(name: str) -> str:
 def part_error() -> dict[str, Any]:
     import torch
 
-    from personalization_engine.tts._qlinear import quantize_linear
     from personalization_engine.tts.quant import target_linears
 
     torch.set_num_threads(2)
     model = _load(FULL, "float32")
     inputs = _record_inputs(model)
-    errs: dict[str, dict[str, list[float]]] = {m: {} for m in MODES}
+    errs: dict[str, dict[str, list[float]]] = {m: {} for m in COLUMNS}
     with torch.inference_mode():
         for name, lin in target_linears(model._qwen.model.talker):
             if name not in inputs:
                 continue
             x = inputs[name]
             y = lin(x)
-            for mode in MODES:
-                yq = quantize_linear(lin, mode)(x)
+            for mode in COLUMNS:
+                yq = _quantize(lin, mode)(x)
                 rel = float((yq - y).norm() / y.norm().clamp(min=1e-12))
                 errs[mode].setdefault(_kind(name), []).append(rel)
     table = {m: {k: {"median": round(sorted(v)[len(v) // 2], 5), "max": round(max(v), 5), "layers": len(v)}
@@ -149,10 +163,9 @@ def part_timing(reps: int) -> dict[str, Any]:
     import torch
     from _benchlib import timed
 
-    from personalization_engine.tts._qlinear import quantize_linear
     from personalization_engine.tts.quant import target_linears
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)  # the decode loop's thread count on CPU (tts/model.py LOOP_THREADS_CPU)
     model = _load(FULL, "float32")
     talker = model._qwen.model.talker
     lins = dict(target_linears(talker))
@@ -165,24 +178,24 @@ def part_timing(reps: int) -> dict[str, Any]:
         for step, layers in steps.items():
             xs = [torch.randn(1, m.in_features) for m in layers]
             row: dict[str, Any] = {}
-            for mode in ("fp32", *MODES):
-                mods = layers if mode == "fp32" else [quantize_linear(m, mode) for m in layers]
+            for mode in ("fp32", *COLUMNS):
+                mods = layers if mode == "fp32" else [_quantize(m, mode) for m in layers]
                 med, best, _ = timed(lambda mods=mods, xs=xs: [m(x) for m, x in zip(mods, xs, strict=True)], reps)
                 row[mode] = {"median": round(med, 2), "min": round(best, 2)}
-                if mode in ("int8", "int4"):
-                    row[f"{mode}-bf16-act"] = _time_bf16_act(mods, xs, mode, reps)
+                if mode in ("int8-torch", "int4-torch"):
+                    row[f"{mode}-fp32-act"] = _time_fp32_act(mods, xs, mode, reps)
                 del mods
             out["ms"][step] = row
     return out
 
 
-def _time_bf16_act(mods: list[Any], xs: list[Any], mode: str, reps: int) -> dict[str, float]:
-    """The same kernels with bf16 activations and scales (the alternative to fp32 ones)."""
+def _time_fp32_act(mods: list[Any], xs: list[Any], mode: str, reps: int) -> dict[str, float]:
+    """PyTorch's kernels with fp32 activations and scales (the modules use bf16 ones)."""
     import torch
     from _benchlib import timed
 
-    bf = torch.bfloat16
-    if mode == "int8":
+    bf = torch.float32
+    if mode == "int8-torch":
         prepared = [(m.qweight, m.scales.to(bf)) for m in mods]
 
         def run() -> Any:
@@ -198,9 +211,11 @@ def _time_bf16_act(mods: list[Any], xs: list[Any], mode: str, reps: int) -> dict
 
 
 def part_codes(frames: int) -> dict[str, Any]:
+    import contextlib
+
     import torch
 
-    from personalization_engine.tts import quant
+    from personalization_engine.tts import _native, quant
     from personalization_engine.tts.runtime import fixed_min_frames
     from personalization_engine.tts.tiny import main as make_tiny
 
@@ -209,16 +224,18 @@ def part_codes(frames: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         make_tiny(["make-tiny", str(Path(tmp) / "tiny")])
         codes: dict[str, Any] = {}
-        for mode in ("none", *MODES):
+        for column in ("none", *COLUMNS):
             model = _load(Path(tmp) / "tiny", "float32")
-            quant.quantize_model(model._qwen, mode)
+            mode, _, kernels = column.partition("-")
+            with _native.disabled() if kernels == "torch" else contextlib.nullcontext():
+                quant.quantize_model(model._qwen, mode)
             q, voice = model._qwen, _voice(model)
             inputs = model._clone_inputs(TEXT, "auto", prompt=model._prompt_for(voice))
             kwargs = q._merge_generate_kwargs(do_sample=False, subtalker_dosample=False, max_new_tokens=frames + 1)
             t0 = time.perf_counter()
             with torch.inference_mode(), fixed_min_frames(q.model.talker, frames):
-                codes[mode] = q.model.generate(**inputs, **kwargs)[0][0][:frames]
-            print(f"codes {mode}: {len(codes[mode])} frames in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+                codes[column] = q.model.generate(**inputs, **kwargs)[0][0][:frames]
+            print(f"codes {column}: {len(codes[column])} frames in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
             model.close()
     ref = codes.pop("none")
     for mode, c in codes.items():
@@ -293,11 +310,12 @@ def render(d: dict[str, Any]) -> str:
             for step, row in p["ms"].items():
                 cells = [f"{m} {v['median']:.1f} ({v['min']:.1f})" for m, v in row.items()]
                 out.append(f"  {step:10s} " + "  ".join(cells))
-            out += ["  (int8/int4 rows: fp32 activations; -bf16-act rows: what the modules use now)", ""]
+            out += ["  (int8/int4: our kernels, int8 activations; -torch: PyTorch's kernels with bf16 activations,"
+                    " as the modules use them; -fp32-act: the same with fp32 activations)", ""]
         elif p["part"] == "codes":
             out.append(f"Greedy codes vs fp32 on the tiny checkpoint, {p['frames']} frames, load {p.get('load')}")
             for m, v in p["modes"].items():
-                out.append(f"  {m:5s} identical frames {v['identical_fraction']:.3f}, first difference at frame "
+                out.append(f"  {m:10s} identical frames {v['identical_fraction']:.3f}, first difference at frame "
                            f"{v['first_difference_at']}, codebook-0 identical {v['codebook0_identical_fraction']:.3f}")
             out.append("")
         elif p["part"] == "rss":

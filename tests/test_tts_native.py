@@ -25,6 +25,7 @@ torch = pytest.importorskip("torch")
 from personalization_engine.tts import _native, layers, quant  # noqa: E402
 from personalization_engine.tts._qlinear import (  # noqa: E402
     Int4Linear,
+    NativeBF16Linear,
     NativeInt4Linear,
     NativeInt8Linear,
     fuse_outputs,
@@ -41,13 +42,14 @@ def _block_quantized(x: torch.Tensor) -> torch.Tensor:
     return (q * scale).reshape(x.shape)
 
 
-@pytest.mark.parametrize("cls", [NativeInt4Linear, NativeInt8Linear])
+@pytest.mark.parametrize("cls", [NativeInt4Linear, NativeInt8Linear, NativeBF16Linear])
 @pytest.mark.parametrize("out_f, in_f, rows", [(48, 96, 1), (40, 288, 5), (64, 1024, 2), (7, 32, 1), (256, 512, 80)])
 def test_kernel_equals_the_dequantized_product(cls: Any, out_f: int, in_f: int, rows: int) -> None:
+    """int4/int8: dequantized weight x block-quantized activations; bf16: x stays float32."""
     torch.manual_seed(out_f + in_f)
     module = cls.from_float(torch.randn(out_f, in_f) * 0.02)
     x = torch.randn(rows, in_f)
-    expected = _block_quantized(x) @ module.dequantize().T
+    expected = (x if cls is NativeBF16Linear else _block_quantized(x)) @ module.dequantize().T
     with torch.inference_mode():
         got = module(x)
     assert got.shape == (rows, out_f) and got.dtype == torch.float32
@@ -109,12 +111,12 @@ def test_fused_outputs_compute_the_same_in_the_same_memory() -> None:
     assert fuse_outputs(mixed) is None  # different formats are never fused
 
 
-@pytest.fixture(scope="module")
-def quantized_tiny(tiny_checkpoint: Path) -> Any:
+@pytest.fixture(scope="module", params=["int4", "int8", "bf16"])
+def quantized_tiny(tiny_checkpoint: Path, request: pytest.FixtureRequest) -> Any:
     from personalization_engine.tts.device import load_qwen
 
     qwen = load_qwen(tiny_checkpoint, "cpu", "float32")
-    quant.quantize_model(qwen, "int4")
+    quant.quantize_model(qwen, request.param)
     return qwen.model
 
 

@@ -11,6 +11,8 @@
  *       d  fp16  [N][K/32]  block scale;  m fp16 [N][K/32] block minimum:  w = q * d + m
  *   q8: w  int8  [N][K]     symmetric, -127..127
  *       d  fp16  [N][K/32]  block scale:  w = q * d
+ *   bf16: w uint16 [N][K]   bfloat16 bits (the weight's upper 16 float bits); activations stay
+ *                           fp32 (no activation rounding: exact products of the stored weights)
  * Activations are quantized per block of 32 to int8 (symmetric, scale = max|x| / 127), the
  * products summed exactly in integers (AVX2 vpmaddubsw / vpmaddwd), the block sums scaled in
  * fp32. For q4, sum_i (q_i d + m) xq_i dx = d dx sum_i q_i xq_i + m dx sum_i xq_i.
@@ -33,7 +35,7 @@
 
 #define QK 32
 
-int pe_abi_version(void) { return 3; }
+int pe_abi_version(void) { return 4; }
 int pe_simd(void) { return PE_AVX2; }
 
 static float half_to_float(uint16_t h) {
@@ -173,6 +175,29 @@ static float dot_q8(const int8_t *w, const uint16_t *d, const int8_t *xq, const 
     return tail;
 }
 
+/* One output: row of bf16 weights . one fp32 activation row. */
+static float dot_bf16(const uint16_t *w, const float *x, int k) {
+    int i = 0;
+    float tail = 0.0f;
+#if PE_AVX2
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    for (; i + 16 <= k; i += 16) {
+        __m256i w0 = _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(w + i))), 16);
+        __m256i w1 = _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(w + i + 8))), 16);
+        acc0 = _mm256_fmadd_ps(_mm256_castsi256_ps(w0), _mm256_loadu_ps(x + i), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_castsi256_ps(w1), _mm256_loadu_ps(x + i + 8), acc1);
+    }
+    tail = hsum(_mm256_add_ps(acc0, acc1));
+#endif
+    for (; i < k; i++) {
+        uint32_t bits = (uint32_t)w[i] << 16;
+        float f;
+        memcpy(&f, &bits, sizeof f);
+        tail += f * x[i];
+    }
+    return tail;
+}
+
 /* Four activation rows at once against one weight row (prefill): each weight block is unpacked
  * once for the four rows. out[r] = row r's dot product; xq/dx/sx point at row 0, rows `stride`
  * int8 values (and stride / 32 scales) apart. Same per-row arithmetic as dot_q4 / dot_q8. */
@@ -300,6 +325,13 @@ int pe_gemm_q8(const int8_t *w, const uint16_t *d, const float *x, float *y, int
     return 0;
 }
 
+int pe_gemm_bf16(const uint16_t *w, const float *x, float *y, int M, int N, int K, int n0, int n1) {
+    if (M < 1 || n0 < 0 || n1 > N || n0 > n1) return -1;
+    for (int n = n0; n < n1; n++)
+        for (int r = 0; r < M; r++) y[(size_t)r * N + n] = dot_bf16(w + (size_t)n * K, x + (size_t)r * K, K);
+    return 0;
+}
+
 /* ---- One decode step of a whole decoder stack (batch 1, one token) -----------------------------
  *
  * The arithmetic of personalization_engine/tts/layers.py:forward for one token at position
@@ -310,7 +342,7 @@ int pe_gemm_q8(const int8_t *w, const uint16_t *d, const float *x, float *y, int
  * fp32; ~10 calls' worth of PyTorch dispatch per layer (~100 small ops) become one call per step.
  */
 typedef struct {
-    int bits;               /* 4 or 8 */
+    int bits;               /* 4, 8 or 16 (bf16) */
     int n, k;               /* outputs, inputs */
     const void *w;
     const uint16_t *d, *m;  /* m: q4 only */
@@ -363,6 +395,10 @@ static void rms_norm(const float *x, const float *w, float *out, int n, float ep
 
 static void gemv(const pe_lin *l, const float *x, float *y, int8_t *xq, float *dx, float *sx) {
     int nb = l->k / QK;
+    if (l->bits == 16) {
+        for (int n = 0; n < l->n; n++) y[n] = dot_bf16((const uint16_t *)l->w + (size_t)n * l->k, x, l->k);
+        return;
+    }
     quant_act(x, l->k, xq, dx, sx);
     if (l->bits == 4) {
         for (int n = 0; n < l->n; n++)

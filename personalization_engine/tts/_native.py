@@ -39,8 +39,8 @@ ENV_SWITCH = "PE_NATIVE_KERNELS"
 BLOCK = 32
 #: The packed weight layout ``_gemv.c`` reads; part of the quant cache's key (a cache packed
 #: for another layout is rebuilt, never misread).
-LAYOUT = "q4-pairs+q8-blocks32-fp16-scales-v1"
-_ABI = 3
+LAYOUT = "q4-pairs+q8-blocks32-fp16-scales+bf16-v1"
+_ABI = 4
 _SIMD_FLAGS = ("-mavx2", "-mfma", "-mf16c")
 
 _state: dict[str, Any] = {}
@@ -122,7 +122,8 @@ def library() -> Any | None:
     vp, i = ctypes.c_void_p, ctypes.c_int
     lib.pe_gemm_q4.argtypes = [vp, vp, vp, vp, vp, i, i, i, i, i]
     lib.pe_gemm_q8.argtypes = [vp, vp, vp, vp, i, i, i, i, i]
-    lib.pe_gemm_q4.restype = lib.pe_gemm_q8.restype = i
+    lib.pe_gemm_bf16.argtypes = [vp, vp, vp, i, i, i, i, i]
+    lib.pe_gemm_q4.restype = lib.pe_gemm_q8.restype = lib.pe_gemm_bf16.restype = i
     lib.pe_stack_step.argtypes = [ctypes.POINTER(_Stack), vp, i, ctypes.POINTER(vp), ctypes.POINTER(vp), i]
     lib.pe_stack_step.restype = i
     _state["lib"] = lib
@@ -175,6 +176,13 @@ def gemm_q8(weight: Any, scales: Any, x: Any, out: Any) -> None:
     lib, (m, k), n = _lib(), x.shape, out.shape[1]
     ptrs = (weight.data_ptr(), scales.data_ptr(), x.data_ptr(), out.data_ptr(), m, n, k)
     _split(lambda lo, hi: lib.pe_gemm_q8(*ptrs, lo, hi), "pe_gemm_q8", m, n, k)
+
+
+def gemm_bf16(weight: Any, x: Any, out: Any) -> None:
+    """``out[M, N] = x[M, K] @ W^T`` for bf16 weight bits (uint16 view); fp32, contiguous."""
+    lib, (m, k), n = _lib(), x.shape, out.shape[1]
+    ptrs = (weight.data_ptr(), x.data_ptr(), out.data_ptr(), m, n, k)
+    _split(lambda lo, hi: lib.pe_gemm_bf16(*ptrs, lo, hi), "pe_gemm_bf16", m, n, k)
 
 
 #: Threads that share a prefill product (several activation rows: the prompt); one-row products
@@ -230,8 +238,10 @@ class _Stack(ctypes.Structure):
 
 
 def _lin(module: Any) -> _Lin | None:
-    from ._qlinear import NativeInt4Linear, NativeInt8Linear
+    from ._qlinear import NativeBF16Linear, NativeInt4Linear, NativeInt8Linear
 
+    if isinstance(module, NativeBF16Linear):
+        return _Lin(16, module.out_features, module.in_features, module.weight.data_ptr(), None, None)
     if isinstance(module, NativeInt4Linear):
         return _Lin(4, module.out_features, module.in_features, module.qweight.data_ptr(),
                     module.scales.data_ptr(), module.mins.data_ptr())
