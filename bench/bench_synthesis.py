@@ -74,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint", type=Path, help="saved checkpoint (one size only); default /work/cache/full-SIZE")
     p.add_argument("--no-plain", action="store_true", help="skip plain qwen-tts")
     p.add_argument("--no-overlap", action="store_true", help="also run each mode with decoding not overlapped")
+    p.add_argument("--first-chunk", type=int, nargs="*", default=[],
+                   help="also run each mode with these first-chunk sizes (frames; default 4)")
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "bench_synthesis_cpu.txt")
     p.add_argument("--json", type=Path, help="write every measurement here as JSON")
     p.add_argument("--append", action="store_true", help="append to --out instead of replacing it")
@@ -93,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         for mode in args.modes:
             paths = ([] if args.no_plain else ["plain"]) + [f"ours:{q}" for q in args.quant]
             paths += [f"ours:{q}:serial" for q in args.quant] if args.no_overlap else []
+            paths += [f"ours:{q}:first{n}" for q in args.quant for n in args.first_chunk]
             results = [_spawn(path, size, mode, folder, args) for path in paths]
             plain = next((r for r in results if r.get("path") == "plain" and "error" not in r), None)
             for r in results:
@@ -169,13 +172,16 @@ def _ours(path: str, folder: Path, ref: Any, transcript: str | None, n: int) -> 
 
     _, quant, *rest = path.split(":")
     stream.OVERLAP_DECODE = "serial" not in rest
+    firsts = [int(r[len("first"):]) for r in rest if r.startswith("first")]
+    chunking = {"first_chunk_frames": firsts[-1]} if firsts else {}
     model = load_model(str(folder), device="cpu", quant=quant)
     voice = model.create_voice(ref, transcript=transcript, analyze=False)
 
     def run(frames: int) -> tuple[int, float]:
         t0 = time.perf_counter()
         first, total = None, 0
-        for chunk in model.generate(TEXT, voice, seed=0, max_new_frames=frames, _min_new_frames=frames, stream=True):
+        for chunk in model.generate(TEXT, voice, seed=0, max_new_frames=frames, _min_new_frames=frames, stream=True,
+                                    **chunking):
             first = time.perf_counter() - t0 if first is None else first
             total += chunk.frames
         return total, float(first or 0.0)
