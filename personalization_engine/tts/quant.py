@@ -10,9 +10,12 @@ lm heads) in place with modules of the same ``forward(x)`` (:mod:`._qlinear`)::
                             checkpoint_hash=checkpoint_hash(folder), progress=print)
 
 Embeddings, norms, the codec decoder (int8 vocoders are reported to break Snake activations)
-and the speaker encoder stay float. Quantizing goes layer by layer and frees each float weight
-as soon as its packed copy exists; :func:`load_dtype` and :func:`upcast_float_parts` give the
-lowest-peak loading order (load a bf16 checkpoint as stored, quantize, then upcast the rest).
+and the speaker encoder stay float. On CPU the packed layers run on our own kernels
+(:mod:`._native`, ``_gemv.c``: int8 activations per block of 32, integer dot products) when a C
+compiler is there, else on PyTorch's (``QuantReport.kernels`` says which). Quantizing goes
+layer by layer and frees each float weight as soon as its packed copy exists;
+:func:`load_dtype` and :func:`upcast_float_parts` give the lowest-peak loading order (load a
+bf16 checkpoint as stored, quantize, then upcast the rest).
 
 Packed weights are cached as safetensors (never pickle) beside the model, or in the user cache
 when the model folder is read-only (:mod:`._qcache`); a stale or damaged cache is rebuilt.
@@ -101,7 +104,7 @@ def resolve_quant(quant: str, device: str) -> str:
     if q == "auto":
         return "int8" if on_cpu else "none"
     if q in ("int8", "int4") and not on_cpu:
-        raise ProfileError(f"quant {q!r} uses PyTorch's CPU kernels and cannot run on {device!r}; "
+        raise ProfileError(f"quant {q!r} uses CPU kernels and cannot run on {device!r}; "
                            "use quant='auto' or 'none' there, or device='cpu'")
     return q
 
