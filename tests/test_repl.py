@@ -293,9 +293,9 @@ def test_batch_mode_streams_each_line_into_the_sink(tmp_path, tiny_checkpoint, v
     # random-weight model starts every line alike). Its first 0.1 s is left out: the batch starts
     # so soon after the stream opened that its first tens of ms may fall in the null sink's
     # start-up (see Player._wait_running).
-    # The window ends inside the first streamed chunk (4 frames = 0.32 s), so a late second chunk
+    # The window ends inside the first streamed chunk (2 frames = 0.16 s), so a late second chunk
     # on a loaded machine cannot split it.
-    head = first[int(0.1 * 24_000) : int(0.30 * 24_000)]
+    head = first[int(0.1 * 24_000) : int(0.155 * 24_000)]
     energy = np.concatenate([[0.0], np.cumsum(heard.astype(np.float64) ** 2)])
     window_norm = np.sqrt(np.maximum(energy[len(head):] - energy[: -len(head)], 1e-12))
     ncc = correlate(heard, head, mode="valid", method="fft") / (window_norm * np.linalg.norm(head))
@@ -387,7 +387,7 @@ def test_pty_record_stream_and_stop_through_a_null_sink(tmp_path, tiny_checkpoin
     assert data["reference"]["kind"] == "recording"
     wav, wav_sr = sf.read(str(tmp_path / "outputs" / data["audio"]["file"]), dtype="float32")
     heard = sink.audio()
-    # The line's start is in the sink, sample for sample: find the written wav's first 0.32 s
+    # The line's start is in the sink, sample for sample: find the written wav's first 0.16 s
     # (the first streamed chunk; on a loaded machine the next may come late, after a silent gap).
     # Both are low-passed at 4 kHz: the sink runs at 48 kHz, so the recording may be half a
     # 24 kHz sample late, which decorrelates the top octaves of the random-weight model's
@@ -395,7 +395,7 @@ def test_pty_record_stream_and_stop_through_a_null_sink(tmp_path, tiny_checkpoin
     from scipy.signal import butter, correlate, sosfiltfilt
 
     sos = butter(8, 4_000, fs=wav_sr, output="sos")
-    head, heard_lp = sosfiltfilt(sos, wav[: int(0.32 * wav_sr)]), sosfiltfilt(sos, heard)
+    head, heard_lp = sosfiltfilt(sos, wav[: int(0.16 * wav_sr)]), sosfiltfilt(sos, heard)
     replay_from, long_from = sink.samples_by(t_replay), sink.samples_by(t_long)
     at = int(np.argmax(correlate(heard_lp[:replay_from], head, mode="valid", method="fft")))
     got = heard_lp[at : at + len(head)]

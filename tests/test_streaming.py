@@ -131,8 +131,8 @@ def test_chunk_layout_follows_the_options(tiny_model: TTSModel, voices: dict[str
 def test_default_first_chunk_is_small(tiny_model: TTSModel, voices: dict[str, Voice]) -> None:
     gen = tiny_model.generate(TEXT, voices["icl"], seed=0, max_new_frames=30, stream=True)
     first = next(gen)
-    assert first.frames == qwen_adapter.FIRST_CHUNK_FRAMES == 4
-    assert [c.frames for c in gen] == [16, 10]
+    assert first.frames == qwen_adapter.FIRST_CHUNK_FRAMES == 2
+    assert [c.frames for c in gen] == [16, 12]
 
 
 def test_a_chunk_arrives_before_the_segment_is_generated(tiny_model: TTSModel, voices: dict[str, Voice]) -> None:
@@ -143,7 +143,7 @@ def test_a_chunk_arrives_before_the_segment_is_generated(tiny_model: TTSModel, v
     first_s = time.perf_counter() - t0
     rest = list(gen)
     total_s = time.perf_counter() - t0
-    assert first.frames == 4 and sum(c.frames for c in rest) == 176
+    assert first.frames == 2 and sum(c.frames for c in rest) == 178
     assert first_s < total_s / 4, f"first chunk after {first_s:.2f} s of {total_s:.2f} s"
     assert not _workers()
 
@@ -239,7 +239,7 @@ def test_closing_the_generator_stops_the_worker(tiny_model: TTSModel, voices: di
     t0 = time.perf_counter()
     gen.close()
     assert time.perf_counter() - t0 < 10 and not _workers()
-    assert first.frames == 4 and not talker._forward_hooks and not talker._forward_pre_hooks
+    assert first.frames == 2 and not talker._forward_hooks and not talker._forward_pre_hooks
     assert "generate" not in vars(talker)  # no patched generate left behind
     (again,) = tiny_model.generate("After.", voices["xvector"], seed=0, max_new_frames=3)
     assert again.frames == 3
@@ -300,7 +300,7 @@ def test_design_model_streams_too(tiny_design_checkpoint: Path) -> None:
     try:
         one = model.synthesize_design(TEXT, "A calm, low voice.", seed=1, max_new_frames=24)
         chunks = list(model.generate_design(TEXT, "A calm, low voice.", seed=1, max_new_frames=24, stream=True))
-        assert [c.frames for c in chunks] == [4, 16, 4] and all(c.similarity is None for c in chunks)
+        assert [c.frames for c in chunks] == [2, 16, 6] and all(c.similarity is None for c in chunks)
         joined = np.concatenate([c.audio for c in chunks])
         assert float(np.abs(joined - one.audio).max()) < STREAM_TOL
     finally:
