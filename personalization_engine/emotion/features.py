@@ -19,7 +19,8 @@ bands, spectral shape (centroid, spread, roll-off, flatness, flux, slope, alpha 
 Hammarberg index, band-energy ratios), a Boersma-style autocorrelation pitch tracker that also
 gives the harmonics-to-noise ratio, frame-level jitter/shimmer approximations, H1-H2, loudness
 dynamics and rhythm (syllable-nucleus rate, pauses). Functionals (mean, std, percentiles) turn
-the LLD tracks into :data:`FEATURE_NAMES`, the one definition of the feature order.
+the LLD tracks into :data:`FEATURE_NAMES`, the one definition of the feature order. ``ef-6``
+appends the blocks of :mod:`.dynamics` (spectral contrast, modulation, contours, mean cepstrum).
 """
 
 from __future__ import annotations
