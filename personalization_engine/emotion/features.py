@@ -19,7 +19,8 @@ bands, spectral shape (centroid, spread, roll-off, flatness, flux, slope, alpha 
 Hammarberg index, band-energy ratios), a Boersma-style autocorrelation pitch tracker that also
 gives the harmonics-to-noise ratio, frame-level jitter/shimmer approximations, H1-H2, loudness
 dynamics and rhythm (syllable-nucleus rate, pauses). Functionals (mean, std, percentiles) turn
-the LLD tracks into :data:`FEATURE_NAMES`, the one definition of the feature order.
+the LLD tracks into :data:`FEATURE_NAMES`, the one definition of the feature order. ``ef-6``
+appends the blocks of :mod:`.dynamics` (spectral contrast, modulation, contours, mean cepstrum).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import scipy.fft
 
 from .. import pitch, rates
 from ..errors import FeatureExtractionError
+from . import dynamics
 
 #: Sample rate of all emotion features (Hz): the engine's analysis rate.
 SAMPLE_RATE = rates.ANALYSIS_SAMPLE_RATE
@@ -50,7 +52,7 @@ SPEECH_REL_DB = 35.0
 #: Voiced speech needed to classify emotion at all (s); less is not speech.
 MIN_VOICED_S = 0.15
 #: Bumped whenever a feature's definition changes (keys the training-feature cache).
-FEATURE_VERSION = "ef-5"
+FEATURE_VERSION = "ef-6"
 
 _PCTS = (10, 50, 90)
 _FUNC5 = ("mean", "std", "p10", "p50", "p90")
@@ -101,6 +103,7 @@ def _names() -> tuple[str, ...]:
     names += [f"logmel{i}_{f}" for i in range(N_MELS) for f in ("p10", "p90", "d_std")]
     names += [f"mfcc{i}_{f}" for i in range(N_MFCC) for f in ("skew", "kurt", "voiced_mean", "unvoiced_mean")]
     names += [f"{lld}_skew" for lld in _SPECTRAL_LLDS]
+    names += [*dynamics.CONTRAST_NAMES, *dynamics.MODULATION_NAMES, *dynamics.CONTOUR_NAMES, *dynamics.ENVELOPE_NAMES]
     return tuple(names)
 
 
@@ -149,6 +152,8 @@ class _Analysis:
     """Log-mel spectrum (dB), mean over speech frames removed (CMN)."""
     mfcc: np.ndarray
     """MFCC 0..N_MFCC-1, mean over speech frames removed (CMN)."""
+    logmel_mean: np.ndarray
+    """The removed mean log-mel vector (dB re the loud frames): microphone and vocal effort."""
 
 
 def compute_features(samples: np.ndarray) -> np.ndarray:
@@ -186,6 +191,7 @@ def compute_features(samples: np.ndarray) -> np.ndarray:
         _rhythm_block(a),
         _extra_block(a, spectral),
         _more_block(a, spectral),
+        _dynamics_block(a),
     ]
     vec = np.concatenate(blocks).astype(np.float64)
     assert vec.shape == (len(FEATURE_NAMES),), (vec.shape, len(FEATURE_NAMES))  # internal invariant
@@ -209,10 +215,11 @@ def _analyse(x: np.ndarray) -> _Analysis:
             "seems to hold noise or silence, not speech. Record a clip of someone speaking."
         )
     logmel = 10.0 * np.log10(_mel_fb() @ power + 1e-10)
-    logmel -= logmel[:, speech].mean(axis=1, keepdims=True)  # CMN: a channel is a constant here
+    logmel_mean = logmel[:, speech].mean(axis=1)
+    logmel -= logmel_mean[:, None]  # CMN: a channel is a constant here
     mfcc = scipy.fft.dct(logmel, axis=0, norm="ortho")[:N_MFCC]  # linear: CMN carries over
     db = 10.0 * np.log10(power + 1e-10)
-    return _Analysis(power, db, frame_db, speech, voiced, f0, harm, logmel, mfcc)
+    return _Analysis(power, db, frame_db, speech, voiced, f0, harm, logmel, mfcc, logmel_mean)
 
 
 def _pitch(x: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -385,13 +392,19 @@ def _energy_block(a: _Analysis) -> np.ndarray:
     ])
 
 
-def _rhythm_block(a: _Analysis) -> np.ndarray:
-    """Syllable-nucleus rate (energy peaks in voiced frames), pauses and voicing segments."""
+def _nuclei(a: _Analysis) -> np.ndarray:
+    """Frame indices of syllable nuclei: energy peaks in voiced frames."""
     from scipy.signal import find_peaks
 
-    fps = SAMPLE_RATE / HOP
     smooth = np.convolve(a.frame_db, np.hanning(7) / np.hanning(7).sum(), mode="same")
-    peaks, _ = find_peaks(np.where(a.voiced, smooth, -100.0), prominence=2.0, distance=int(0.1 * fps))
+    peaks, _ = find_peaks(np.where(a.voiced, smooth, -100.0), prominence=2.0, distance=int(0.1 * SAMPLE_RATE / HOP))
+    return np.asarray(peaks)
+
+
+def _rhythm_block(a: _Analysis) -> np.ndarray:
+    """Syllable-nucleus rate (energy peaks in voiced frames), pauses and voicing segments."""
+    fps = SAMPLE_RATE / HOP
+    peaks = _nuclei(a)
     idx = np.flatnonzero(a.speech)
     span = idx[-1] - idx[0] + 1
     speech_s = a.speech.sum() / fps
@@ -469,3 +482,15 @@ def _more_block(a: _Analysis, spectral: dict[str, np.ndarray]) -> np.ndarray:
     sp = np.vstack(list(spectral.values()))[:, a.speech]
     zs = (sp - sp.mean(axis=1, keepdims=True)) / (sp.std(axis=1, keepdims=True) + 1e-9)
     return np.concatenate([lmf, mf, (zs**3).mean(axis=1)])
+
+
+def _dynamics_block(a: _Analysis) -> np.ndarray:
+    """``ef-6`` additions (:mod:`.dynamics`): contrast, modulation, contours, spectral envelope."""
+    fps = SAMPLE_RATE / HOP
+    st, _ = _semitones(a)
+    return np.concatenate([
+        dynamics.spectral_contrast(a.db, _FREQS, a.speech),
+        dynamics.modulation_spectrum(a.frame_db, a.speech, fps),
+        dynamics.pitch_contours(st, a.voiced, a.frame_db, _nuclei(a), fps),
+        dynamics.spectral_envelope(a.logmel_mean),
+    ])

@@ -2,8 +2,10 @@
 
 Recipe (every step deterministic):
 
-1. Features (:mod:`..features`) of every clip of every corpus under the data folder, plus speed
-   copies (x0.9, x1.1) of the acted corpora (:mod:`.data`). Copies only join the training side.
+1. Features (:mod:`..features`) of every clip of every corpus under the data folder, plus its
+   training copies (:data:`.data.CORPUS_COPIES`: speed copies x0.9, x1.1 of the acted corpora,
+   and copies through a simulated room, device and noise, :mod:`.augment`). Copies only join
+   the training side.
 2. Weights (:func:`sample_weights`): each corpus gets a total weight (:data:`CORPUS_WEIGHTS`;
    the weakly labelled command words count less), then each class the same total, so neither
    the biggest corpus nor the biggest class dominates.
@@ -31,7 +33,7 @@ import numpy as np
 from ...schema import EMOTION_LABELS
 from ..detector import EmotionDetector
 from ..features import COMPACT_COLUMNS, SAMPLE_RATE
-from .data import AUGMENTED_CORPORA, SPEED_FACTORS, Dataset, load_dataset, read_corpora
+from .data import Dataset, describe_copies, load_dataset, read_corpora
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -88,7 +90,7 @@ def sample_weights(y: np.ndarray, corpora: np.ndarray) -> np.ndarray:
 
 
 def _train_rows(ds: Dataset, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(X, y, groups, weights) of the clips in ``mask`` with their speed copies."""
+    """(X, y, groups, weights) of the clips in ``mask`` with their training copies."""
     k, i = ds.rows(mask)
     y, corpora = ds.y[i], ds.corpora[i]
     return ds.X[k, i], y, ds.speakers[i], sample_weights(y, corpora)
@@ -232,8 +234,7 @@ def _data_description(data_dir: Path, ds: Dataset) -> dict[str, Any]:
     return {
         "data_dir": str(data_dir),
         "corpora": corpora,
-        "augmentation": f"speed perturbation x{', x'.join(f'{f:g}' for f in SPEED_FACTORS[1:])} of "
-                        f"{', '.join(sorted(AUGMENTED_CORPORA))} (training side only)",
+        "augmentation": describe_copies(),
         "sample_rate_hz": SAMPLE_RATE,
     }
 
