@@ -218,7 +218,9 @@ def _overlapped(chunks: Generator[tuple[list[Any], bool], None, None], stop: thr
                 raise item
             chunk, last = item
             codes = _stack(chunk, groups, device)
-            torch.set_num_threads(OVERLAP_THREADS)
+            # The last chunk comes after generation has ended: its decode, the tail of the line
+            # that nothing overlaps, gets every thread.
+            torch.set_num_threads(threads if last else OVERLAP_THREADS)
             try:
                 audio = decoder.decode(codes)
             finally:
