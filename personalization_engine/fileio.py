@@ -1,4 +1,5 @@
-"""The one place files are committed: atomic writes, no-replace moves, folder swaps, fsync, sha256.
+"""The one place files are committed: atomic writes, no-replace moves, folder swaps, fsync, sha256,
+and where the user cache folder is.
 
 Every writer of the engine (output pairs, saved voices, the voice library, the emotion model)
 goes through these functions, so that a crash, a full disk or Ctrl-C never leaves a half-written
@@ -122,3 +123,10 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
 def sha256_bytes(data: bytes) -> str:
     """Hex SHA-256 of ``data``."""
     return hashlib.sha256(data).hexdigest()
+
+
+def user_cache_dir(name: str) -> Path:
+    """``$XDG_CACHE_HOME/personalization_engine/<name>`` (``~/.cache/...`` without XDG_CACHE_HOME),
+    resolved at each call; not created."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "personalization_engine" / name

@@ -1,4 +1,4 @@
-"""Our own int4 / int8 matrix-vector kernels (``_gemv.c``), built at first use and called via ctypes.
+"""Our own int4 / int8 / bf16 matrix-vector kernels (``_gemv.c``), built at first use, called via ctypes.
 
 Why: PyTorch's weight-only CPU kernels (``_weight_int4pack_mm_for_cpu``, ``_weight_int8pack_mm``)
 dequantize to bf16 and are compute-bound at batch 1 on a CPU without native bf16: one code
@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ..fileio import sha256_bytes
+from ..fileio import sha256_bytes, user_cache_dir
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -58,11 +58,6 @@ def _flags() -> list[str]:
     cpu = _cpu_flags()
     simd = {"avx2", "fma", "f16c"} <= cpu
     return ["-O3", "-fPIC", "-shared", "-fno-math-errno", *(_SIMD_FLAGS if simd else ())]
-
-
-def _cache_dir() -> Path:
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "personalization_engine" / "kernels"
 
 
 def _compiler() -> str | None:
@@ -102,7 +97,7 @@ def library() -> Any | None:
         return None
     flags = _flags()
     key = sha256_bytes(SOURCE.read_bytes() + " ".join(flags).encode() + sys.platform.encode())[:16]
-    target = _cache_dir() / f"pe_gemv-{key}.so"
+    target = user_cache_dir("kernels") / f"pe_gemv-{key}.so"
     try:
         if not target.is_file():
             compiler = _compiler()
@@ -307,10 +302,9 @@ class StackStep:
 
     def __call__(self, x: Any, position: int, pointers: tuple[Any, Any, int]) -> Any:
         """Hidden state (1, 1, hidden) after the stack for token ``x`` (1, 1, hidden) at ``position``."""
-        out = x.reshape(-1).to(dtype=x.dtype, copy=True)
+        out = x.reshape(-1).clone()  # the C step works in place on a contiguous copy
         keys, values, capacity = pointers
-        rc = _lib().pe_stack_step(ctypes.byref(self._struct), out.data_ptr(), int(position), keys, values,
-                                         capacity)
+        rc = _lib().pe_stack_step(ctypes.byref(self._struct), out.data_ptr(), int(position), keys, values, capacity)
         if rc != 0:
             raise RuntimeError(f"pe_stack_step failed at position {position} (capacity {capacity}, "
                                f"rotary table {self._struct.rope_len}) or out of memory")

@@ -37,15 +37,15 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ModelLoadError, ProfileError
-from ..fileio import sha256_bytes
+from ..fileio import sha256_bytes, user_cache_dir
 
 _LOGGER = logging.getLogger(__name__)
 
 #: The modes ``load_model(quant=...)`` takes, "auto" resolved by :func:`resolve_quant`.
 QUANT_MODES: tuple[str, ...] = ("none", "bf16", "int8", "int4")
 QUANT_CHOICES: tuple[str, ...] = ("auto", *QUANT_MODES)
-#: Where a cache goes when the model folder is read-only (under $XDG_CACHE_HOME or ~/.cache).
-USER_CACHE_SUBDIR = Path("personalization_engine") / "quant"
+#: Where a cache goes when the model folder is read-only (:func:`..fileio.user_cache_dir`).
+USER_CACHE_NAME = "quant"
 #: Name of the cache folder inside a writable model folder.
 MODEL_CACHE_SUBDIR = "quant-cache"
 
@@ -411,8 +411,7 @@ def default_cache_dir(model_dir: str | os.PathLike[str]) -> Path:
     model_dir = Path(model_dir)
     if os.access(model_dir, os.W_OK):
         return model_dir / MODEL_CACHE_SUBDIR
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / USER_CACHE_SUBDIR
+    return user_cache_dir(USER_CACHE_NAME)
 
 
 def release_freed_memory() -> None:

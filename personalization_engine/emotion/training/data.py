@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import ProfileError
+from ...fileio import user_cache_dir
 from ...schema import EMOTION_LABELS
 from .augment import CopyRecipe, copy_seed, make_copy
 
@@ -141,8 +142,7 @@ def cache_dir() -> Path:
     env = os.environ.get("EMOTION_FEATURE_CACHE")
     if env:
         return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "personalization_engine" / "emotion"
+    return user_cache_dir("emotion")
 
 
 #: The training copies of a clip (copy 0 is the clip itself). Speed copies (x0.9, x1.1: tempo,
