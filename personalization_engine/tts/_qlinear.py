@@ -158,10 +158,9 @@ class Int4Linear(_PackedLinear):
                                                  INT4_GROUP_SIZE, self.scales_zeros)
 
 
-class BF16Linear(_PackedLinear):
-    """The weight in bfloat16; the input is cast to bf16 and the output back to the input dtype."""
+class _BF16Weight(_PackedLinear):
+    """The weight stored in bfloat16 (what :class:`BF16Linear` and :class:`NativeBF16Linear` share)."""
 
-    kind = mode = "bf16"
     weight: torch.Tensor
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
@@ -169,12 +168,18 @@ class BF16Linear(_PackedLinear):
         self.register_buffer("weight", weight.detach().to(torch.bfloat16).contiguous())
 
     @classmethod
-    def from_float(cls, weight: torch.Tensor, bias: torch.Tensor | None = None) -> BF16Linear:
+    def from_float(cls, weight: torch.Tensor, bias: torch.Tensor | None = None) -> _BF16Weight:
         return cls(weight, bias)
 
     @classmethod
-    def from_packed(cls, tensors: dict[str, torch.Tensor]) -> BF16Linear:
+    def from_packed(cls, tensors: dict[str, torch.Tensor]) -> _BF16Weight:
         return cls(tensors["weight"], tensors.get("bias"))
+
+
+class BF16Linear(_BF16Weight):
+    """The weight in bfloat16; the input is cast to bf16 and the output back to the input dtype."""
+
+    kind = mode = "bf16"
 
     def _mm(self, x: torch.Tensor) -> torch.Tensor:
         return nn.functional.linear(x.to(torch.bfloat16), self.weight)
@@ -326,24 +331,11 @@ class NativeInt8Linear(_NativeLinear):
         return (q * self.scales.to(torch.float32)[..., None]).reshape(n, self.in_features)
 
 
-class NativeBF16Linear(_NativeLinear):
+class NativeBF16Linear(_BF16Weight, _NativeLinear):
     """The weight in bfloat16 on :mod:`._native`; activations stay float32 (exact products of
     the stored weights, unlike :class:`BF16Linear`, which also rounds the activations)."""
 
     kind, mode = "bf16n", "bf16"
-    weight: torch.Tensor
-
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
-        super().__init__(weight.shape[1], weight.shape[0], bias)
-        self.register_buffer("weight", weight.detach().to(torch.bfloat16).contiguous())
-
-    @classmethod
-    def from_float(cls, weight: torch.Tensor, bias: torch.Tensor | None = None) -> NativeBF16Linear:
-        return cls(weight, bias)
-
-    @classmethod
-    def from_packed(cls, tensors: dict[str, torch.Tensor]) -> NativeBF16Linear:
-        return cls(tensors["weight"], tensors.get("bias"))
 
     def _gemm(self, x: torch.Tensor, out: torch.Tensor) -> None:
         _native.gemm_bf16(self.weight, x, out)
