@@ -48,15 +48,23 @@ MODES = ("bf16", "int8", "int4")
 COLUMNS = ("bf16", "int8", "int4", "int8-torch", "int4-torch")
 
 
-def _quantize(lin: Any, column: str) -> Any:
-    """``lin`` packed as result column ``column`` (see :data:`COLUMNS`)."""
+def _column(column: str) -> tuple[str, Any]:
+    """Result column ``column`` (see :data:`COLUMNS`) as (quant mode, the kernels' context):
+    "-torch" columns quantize with our kernels switched off."""
     import contextlib
 
     from personalization_engine.tts import _native
-    from personalization_engine.tts._qlinear import quantize_linear
 
     mode, _, kernels = column.partition("-")
-    with _native.disabled() if kernels == "torch" else contextlib.nullcontext():
+    return mode, _native.disabled() if kernels == "torch" else contextlib.nullcontext()
+
+
+def _quantize(lin: Any, column: str) -> Any:
+    """``lin`` packed as result column ``column``."""
+    from personalization_engine.tts._qlinear import quantize_linear
+
+    mode, kernels = _column(column)
+    with kernels:
         return quantize_linear(lin, mode)
 RESULTS = REPO / "bench" / "results"
 
@@ -211,11 +219,9 @@ def _time_fp32_act(mods: list[Any], xs: list[Any], mode: str, reps: int) -> dict
 
 
 def part_codes(frames: int) -> dict[str, Any]:
-    import contextlib
-
     import torch
 
-    from personalization_engine.tts import _native, quant
+    from personalization_engine.tts import quant
     from personalization_engine.tts.runtime import fixed_min_frames
     from personalization_engine.tts.tiny import main as make_tiny
 
@@ -226,8 +232,8 @@ def part_codes(frames: int) -> dict[str, Any]:
         codes: dict[str, Any] = {}
         for column in ("none", *COLUMNS):
             model = _load(Path(tmp) / "tiny", "float32")
-            mode, _, kernels = column.partition("-")
-            with _native.disabled() if kernels == "torch" else contextlib.nullcontext():
+            mode, kernels = _column(column)
+            with kernels:
                 quant.quantize_model(model._qwen, mode)
             q, voice = model._qwen, _voice(model)
             inputs = model._clone_inputs(TEXT, "auto", prompt=model._prompt_for(voice))
