@@ -249,6 +249,18 @@ def test_stops_at_end_of_speech_and_reports(tiny_qwen: Any, reference: Any) -> N
 # --- the pure sampling functions -----------------------------------------------------------------
 
 
+def test_fp32_rms_norm_is_bit_identical_to_qwen_tts_formula() -> None:
+    """layers.rms_norm takes F.rms_norm for float32; it must equal Qwen3TTSRMSNorm's own
+    arithmetic bit for bit (normalise in float32, then scale), or greedy parity could drift."""
+    from personalization_engine.tts import layers
+
+    torch.manual_seed(0)
+    for shape in [(1, 1, 1024), (1, 9, 1024), (1, 1, 16, 128)]:
+        x, w = torch.randn(shape) * 3, torch.randn(shape[-1])
+        expected = w * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6))
+        assert torch.equal(layers.rms_norm(x, w, 1e-6), expected)
+
+
 def test_repetition_penalty_known_answer() -> None:
     scores = torch.tensor([[2.0, -2.0, 1.0, -1.0]])
     seen = torch.tensor([[True, True, False, False]])
