@@ -43,6 +43,8 @@ _LOGGER = logging.getLogger(__name__)
 
 #: Marker attribute set on an optimized decoder (makes optimize_decoder idempotent).
 _MARK = "_pe_codec_report"
+#: Conv weights from this many elements up run as one GEMM per tap (see ChannelsLastConv).
+TAPS_MIN_WEIGHTS = 8 * 2**20
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,7 @@ def optimize_decoder(decoder: Any) -> DecoderReport:
             snakes = _swap(decoder, _is_snake, FusedSnake.from_snake)
             convs = _swap(decoder.decoder, _is_causal_conv, ChannelsLastConv.from_causal)
             convs += _swap(decoder.decoder, _is_trans_conv, ChannelsLastConv.from_trans)
+            convs += _swap(decoder.upsample, _is_frame_upsample, FrameUpsample.from_trans)
             last = decoder.decoder[-1]
             if isinstance(last, ChannelsLastConv):
                 last.out_3d = True  # the decoder's output stays (B, 1, T)
@@ -125,6 +128,10 @@ def _is_causal_conv(m: Any) -> bool:
 
 def _is_trans_conv(m: Any) -> bool:
     return type(m).__name__ == "Qwen3TTSTokenizerV2CausalTransConvNet" and m.left_pad == 0
+
+
+def _is_frame_upsample(m: Any) -> bool:
+    return type(m).__name__ == "Qwen3TTSTokenizerV2CausalTransConvNet" and m.right_pad == 0
 
 
 def _torch_nn() -> Any:
@@ -177,8 +184,16 @@ class ChannelsLastConv(_torch_nn().Module):  # type: ignore[misc]
                 raise ValueError(f"transposed conv with kernel {k}, stride {stride}, trim {right_trim}: "
                                  "only kernel = 2 x stride, trimmed by stride, is supported")
             self.register_buffer("weight", weight.permute(0, 2, 1).reshape(cin, k * cout).contiguous())
+            self.taps = False
         else:
-            self.register_buffer("weight", weight.unsqueeze(2).contiguous(memory_format=torch.channels_last))
+            # A huge weight on few time steps (the first conv, 1024 -> 1536 at 4x the frame rate):
+            # oneDNN reorders the whole weight on every call (51 ms for a 4-frame chunk); as one
+            # GEMM per tap on time-major rows it costs 10 ms (bench/results/codec_kernels.txt).
+            self.taps = weight.numel() >= TAPS_MIN_WEIGHTS
+            if self.taps:  # (out, in, K) -> (K, in, out)
+                self.register_buffer("weight", weight.permute(2, 1, 0).contiguous())
+            else:
+                self.register_buffer("weight", weight.unsqueeze(2).contiguous(memory_format=torch.channels_last))
         self.register_buffer("bias", None if bias is None else bias.detach().clone())
         self.transposed, self.stride, self.dilation = transposed, stride, dilation
         self.left_pad, self.right_trim = left_pad, right_trim
@@ -203,8 +218,34 @@ class ChannelsLastConv(_torch_nn().Module):  # type: ignore[misc]
             return self._transposed(x)
         if self.left_pad:
             x = F.pad(x, (self.left_pad, 0)).contiguous(memory_format=torch.channels_last)
-        y = F.conv2d(x, self.weight, self.bias, dilation=(1, self.dilation))
+        return self.conv_padded(x)
+
+    def conv_padded(self, x: Any) -> Any:
+        """The convolution proper on channels-last ``x`` that already holds its left context."""
+        import torch.nn.functional as F
+
+        y = self._by_taps(x) if self.taps else F.conv2d(x, self.weight, self.bias, dilation=(1, self.dilation))
         return from_channels_last(y) if self.out_3d else y
+
+    def _by_taps(self, x: Any) -> Any:
+        """``y[t] = b + sum_k W_k x[t + k * dilation]``: channels-last memory is time-major, so
+        every tap's input is a contiguous row slice and the sum is K accumulated GEMMs."""
+        import torch
+
+        b, cin, _, t_in = x.shape
+        k, _, cout = self.weight.shape
+        t = t_in - self.dilation * (k - 1)
+        rows = x.permute(0, 2, 3, 1).reshape(b, t_in, cin)
+        y = torch.empty((b, t, cout), dtype=x.dtype, device=x.device)
+        for i in range(b):
+            out = y[i]
+            if self.bias is not None:
+                out.copy_(self.bias.expand(t, cout))
+            else:
+                out.zero_()
+            for tap in range(k):
+                out.addmm_(rows[i, tap * self.dilation:tap * self.dilation + t], self.weight[tap])
+        return time_major_to_channels(y.view(b, t, 1, cout))
 
 
     def _transposed(self, x: Any) -> Any:
@@ -233,6 +274,34 @@ class ChannelsLastConv(_torch_nn().Module):  # type: ignore[misc]
         return y, z
 
 
+class FrameUpsample(_torch_nn().Module):  # type: ignore[misc]
+    """A transposed conv with kernel == stride (the upsampling stage's 2x): output ``t*u + j``
+    is ``W_j^T x_t + b``, so it is one GEMM on (B, C, T) -> (B, C, T*u). oneDNN's transposed conv
+    took 12 ms for a 4-frame chunk (1024 channels), the GEMM about 1 ms."""
+
+    def __init__(self, weight: Any, bias: Any) -> None:
+        super().__init__()
+        cin, cout, u = weight.shape
+        self.register_buffer("weight", weight.permute(0, 2, 1).reshape(cin, u * cout).contiguous())
+        self.register_buffer("bias", None if bias is None else bias.detach().clone())
+        self.stride = int(u)
+
+    @classmethod
+    def from_trans(cls, m: Any) -> FrameUpsample:
+        return cls(m.conv.weight.detach(), m.conv.bias)
+
+    def forward(self, x: Any) -> Any:
+        import torch
+
+        b, cin, t = x.shape
+        u = self.stride
+        cout = self.weight.shape[1] // u
+        y = torch.mm(x.transpose(1, 2).reshape(b * t, cin), self.weight).view(b, t * u, cout)
+        if self.bias is not None:
+            y = y + self.bias
+        return y.transpose(1, 2).contiguous()
+
+
 def time_major_to_channels(y: Any) -> Any:
     """(B, T, u, C) outputs of a transposed-conv GEMM -> (B, C, 1, T*u), channels-last memory."""
     b, t, u, cout = y.shape
@@ -251,6 +320,48 @@ def to_channels_last(x: Any) -> Any:
 def from_channels_last(x: Any) -> Any:
     """(B, C, 1, T) -> contiguous (B, C, T); 3-D inputs pass through."""
     return x.squeeze(2).contiguous() if x.dim() == 4 else x
+
+
+def carry(state: dict[int, Any], m: Any, x: Any, n: int) -> Any:
+    """``x`` with the last ``n`` time steps of ``m``'s previous input (kept in ``state``) in
+    front, zeros before the first call; remembers this call's last ``n`` steps for the next."""
+    import torch
+
+    prev = state.get(id(m))
+    if prev is None:
+        prev = torch.zeros((*x.shape[:-1], n), dtype=x.dtype, device=x.device)
+    full = torch.cat([prev, x], dim=-1)
+    state[id(m)] = full[..., full.shape[-1] - n:]
+    return full
+
+
+class FrontStream:
+    """The frame-rate half of the decoder (quantizer, causal pre-conv, sliding-window
+    transformer) chunk by chunk with carried state: the pre-conv keeps its last inputs, the
+    transformer its KV cache (``DynamicCache`` keeps the last ``sliding_window - 1`` frames per
+    layer, all its window can see). ``stream(c[..., :a]) ++ stream(c[..., a:])`` then equals the
+    one-shot front half (float rounding) and a chunk costs its own frames only, where re-running
+    the transformer over 100 frames of context cost 2.5x the rest of a 16-frame chunk's decode.
+    Works on any device (plain HF modules).
+    """
+
+    def __init__(self, decoder: Any) -> None:
+        from transformers.cache_utils import DynamicCache
+
+        self._decoder = decoder
+        self._state: dict[int, Any] = {}
+        self._cache = DynamicCache(config=decoder.pre_transformer.config)
+
+    def __call__(self, codes: Any) -> Any:
+        """(B, groups, frames) codes -> (B, latent, frames) hidden states for the back half."""
+        dec = self._decoder
+        hidden = dec.quantizer.decode(codes)
+        pre = dec.pre_conv
+        if pre.stride != 1:
+            raise TypeError(f"cannot stream a pre-conv of stride {pre.stride}")
+        hidden = pre.conv(carry(self._state, pre, hidden, int(pre.padding))).transpose(1, 2)
+        out = dec.pre_transformer(inputs_embeds=hidden, past_key_values=self._cache, use_cache=True)
+        return out.last_hidden_state.permute(0, 2, 1)
 
 
 class BackHalfStream:
@@ -296,33 +407,17 @@ class BackHalfStream:
             h = self._causal3d(m.dwconv, x).permute(0, 2, 1)
             h = m.pwconv2(m.act(m.pwconv1(m.norm(h))))
             return x + (m.gamma * h).permute(0, 2, 1)
-        if kind == "Qwen3TTSTokenizerV2CausalTransConvNet" and m.right_pad == 0:
-            return m(x)  # kernel == stride: no overlap between frames, nothing to carry
-        if isinstance(m, FusedSnake):
+        if isinstance(m, (FusedSnake, FrameUpsample)):  # no state: FrameUpsample's frames do not overlap
             return m(x)
         raise TypeError(f"cannot stream {kind}; decode with context instead (optimize_decoder first)")
 
-    def _carry(self, m: Any, x: Any, n: int) -> Any:
-        """``x`` with the last ``n`` time steps of ``m``'s previous input in front (zeros at start)."""
-        import torch
-
-        prev = self._state.get(id(m))
-        if prev is None:
-            shape = (*x.shape[:-1], n)
-            prev = torch.zeros(shape, dtype=x.dtype, device=x.device)
-        full = torch.cat([prev, x], dim=-1)
-        self._state[id(m)] = full[..., full.shape[-1] - n:]
-        return full
-
     def _conv(self, m: ChannelsLastConv, x: Any) -> Any:
         import torch
-        import torch.nn.functional as F
 
         x = to_channels_last(x)
         if m.left_pad:
-            x = self._carry(m, x, m.left_pad).contiguous(memory_format=torch.channels_last)
-        y = F.conv2d(x, m.weight, m.bias, dilation=(1, m.dilation))
-        return from_channels_last(y) if m.out_3d else y
+            x = carry(self._state, m, x, m.left_pad).contiguous(memory_format=torch.channels_last)
+        return m.conv_padded(x)
 
     def _transposed(self, m: ChannelsLastConv, x: Any) -> Any:
         y, z = m.transposed_gemm(to_channels_last(x))
@@ -334,7 +429,7 @@ class BackHalfStream:
 
     def _causal3d(self, m: Any, x: Any) -> Any:
         """An unrewritten (depthwise) causal conv, stride 1, on (B, C, T)."""
-        return m.conv(self._carry(m, x, int(m.padding)) if m.padding else x)
+        return m.conv(carry(self._state, m, x, int(m.padding)) if m.padding else x)
 
 
 def supports_streaming(decoder: Any) -> bool:

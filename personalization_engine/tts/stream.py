@@ -70,10 +70,15 @@ def chunk_frames(frames: Iterator[Any], stats: DecodeStats, options: StreamOptio
 
 
 class ChunkDecoder:
-    """Decode a segment's frames chunk by chunk, each with a left context of earlier frames.
+    """Decode a segment's frames chunk by chunk.
 
     ``context`` (ICL mode: the last reference frames, as in the one-shot decode) starts the
-    history; every decoded chunk is appended to it. The split mirrors
+    history. On a decoder rewritten by :func:`.codec.optimize_decoder` (CPU) both halves carry
+    their state from chunk to chunk (:class:`.codec.FrontStream`, :class:`.codec.BackHalfStream`):
+    a chunk costs its own frames, joins the one-shot decode exactly (float rounding), and
+    ``left_context_frames`` only bounds how much of ``context`` goes in before the first chunk.
+    Otherwise each chunk re-decodes ``left_context_frames`` earlier frames in the frame-rate
+    half and CONV_CONTEXT_FRAMES in the sample-rate half; the split mirrors
     ``Qwen3TTSTokenizerV2Decoder.forward`` line by line (tested equal to it).
     """
 
@@ -84,11 +89,11 @@ class ChunkDecoder:
         self._conv = min(self._left, CONV_CONTEXT_FRAMES)
         self._history: list[Any] = [] if context is None else [context]
         self._n_history = 0 if context is None else int(context.shape[0])
-        from .codec import BackHalfStream, supports_streaming
+        from .codec import BackHalfStream, FrontStream, supports_streaming
 
-        # An optimized (CPU) decoder streams its sample-rate half with carried state: each chunk
-        # then costs its own frames only (tts/codec.py); otherwise CONV_CONTEXT_FRAMES re-decode.
-        self._stream = BackHalfStream(decoder) if supports_streaming(decoder) else None
+        # An optimized (CPU) decoder streams with carried state: each chunk then costs its own
+        # frames only (tts/codec.py); otherwise the context is decoded again with every chunk.
+        self._stream = (FrontStream(decoder), BackHalfStream(decoder)) if supports_streaming(decoder) else None
         self._warm = False
 
     def decode(self, codes: Any) -> np.ndarray:
@@ -97,6 +102,8 @@ class ChunkDecoder:
         n = int(codes.shape[0])
         if n == 0:
             return np.zeros(0, dtype=np.float32)
+        if self._stream is not None:
+            return self._decode_carried(codes, *self._stream)
         ctx = min(self._left, self._n_history)
         full = torch.cat([*self._history, codes], dim=0) if self._history else codes
         window = full[self._n_history - ctx:]
@@ -104,11 +111,20 @@ class ChunkDecoder:
         self._history, self._n_history = [keep], int(keep.shape[0])
         with torch.inference_mode():
             hidden = self._front(window.to(self._device()).clamp(min=0).t().unsqueeze(0))
-            conv = 0 if self._warm else min(self._conv, ctx)  # carried state replaces context
-            if self._stream is not None:
-                wav, self._warm = self._stream(hidden[..., ctx - conv:]), True
-            else:
-                wav = self._back(hidden[..., ctx - conv:])
+            conv = min(self._conv, ctx)
+            wav = self._back(hidden[..., ctx - conv:])
+        return np.ascontiguousarray(wav[0, 0, conv * self._spf:].float().cpu().numpy(), dtype=np.float32)
+
+    def _decode_carried(self, codes: Any, front: Any, back: Any) -> np.ndarray:
+        """Both halves with carried state; the first call feeds the context through them first."""
+        torch = torch_module()
+        ctx = 0 if self._warm else min(self._left, self._n_history)
+        window = torch.cat([self._history[0][self._n_history - ctx:], codes], dim=0) if ctx else codes
+        with torch.inference_mode():
+            hidden = front(window.to(self._device()).clamp(min=0).t().unsqueeze(0))
+            conv = min(self._conv, ctx)  # the convs' receptive field of the context is enough
+            wav = back(hidden[..., ctx - conv:])
+        self._warm, self._history, self._n_history = True, [], 0
         return np.ascontiguousarray(wav[0, 0, conv * self._spf:].float().cpu().numpy(), dtype=np.float32)
 
     def _device(self) -> Any:
