@@ -74,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint", type=Path, help="saved checkpoint (one size only); default /work/cache/full-SIZE")
     p.add_argument("--no-plain", action="store_true", help="skip plain qwen-tts")
     p.add_argument("--no-overlap", action="store_true", help="also run each mode with decoding not overlapped")
+    p.add_argument("--fixed-chunks", action="store_true",
+                   help="also run each mode with fixed-size later chunks (adaptive_chunks=False)")
     p.add_argument("--first-chunk", type=int, nargs="*", default=[],
                    help="also run each mode with these first-chunk sizes (frames; default 4)")
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "bench_synthesis_cpu.txt")
@@ -96,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
             paths = ([] if args.no_plain else ["plain"]) + [f"ours:{q}" for q in args.quant]
             paths += [f"ours:{q}:serial" for q in args.quant] if args.no_overlap else []
             paths += [f"ours:{q}:first{n}" for q in args.quant for n in args.first_chunk]
+            paths += [f"ours:{q}:fixed" for q in args.quant] if args.fixed_chunks else []
             results = [_spawn(path, size, mode, folder, args) for path in paths]
             plain = next((r for r in results if r.get("path") == "plain" and "error" not in r), None)
             for r in results:
@@ -173,7 +176,9 @@ def _ours(path: str, folder: Path, ref: Any, transcript: str | None, n: int) -> 
     _, quant, *rest = path.split(":")
     stream.OVERLAP_DECODE = "serial" not in rest
     firsts = [int(r[len("first"):]) for r in rest if r.startswith("first")]
-    chunking = {"first_chunk_frames": firsts[-1]} if firsts else {}
+    chunking: dict[str, Any] = {"first_chunk_frames": firsts[-1]} if firsts else {}
+    if "fixed" in rest:
+        chunking["adaptive_chunks"] = False
     model = load_model(str(folder), device="cpu", quant=quant)
     voice = model.create_voice(ref, transcript=transcript, analyze=False)
 

@@ -284,8 +284,10 @@ class TTSModel:
         leave after it, which :meth:`synthesize` inserts.
 
         Streaming (``stream=True``) yields audio while the talker is still producing frames:
-        each segment's first chunk after ``first_chunk_frames`` frames, then one every
-        ``chunk_frames`` frames, the rest last. A chunk's ``audio`` holds only its new samples
+        each segment's first chunk after ``first_chunk_frames`` frames, then (``adaptive_chunks``,
+        the default) each time the decoder is free, with the frames made meanwhile (1 to
+        ``chunk_frames``), or (``adaptive_chunks=False``) one every ``chunk_frames`` frames; the
+        rest last. A chunk's ``audio`` holds only its new samples
         (``frames x 1920``); play chunks back to back and a segment's pause after its last
         chunk. Chunks carry ``chunk_idx`` (within the segment), ``segment_final`` (the
         segment's last chunk, which has the pause and the segment's ``similarity``, measured on

@@ -41,10 +41,13 @@ MAX_TOP_K = 3_072
 #: bench_synthesis (int4 0.6B, same run): time to first audio 1.89 s with 4 frames, 0.90 s with
 #: 2, 0.57 s with 1 (too little audio to start playback on); the total time does not suffer.
 FIRST_CHUNK_FRAMES = 2
-#: Frames in each later chunk (1.28 s): larger, since every chunk re-decodes some context.
+#: Frames in each later chunk (1.28 s); with adaptive chunks (the default) the most a later
+#: chunk takes: it holds the frames generated while the chunk before it was decoding.
 CHUNK_FRAMES = 16
-#: Earlier frames the decoder's transformer sees before each chunk. Its sliding window is 72
-#: frames; 100 brings the joined stream to float precision of the one-shot decode (``stream``).
+#: Earlier frames the decoder sees before each chunk where it cannot carry its state (not on
+#: CPU). Its transformer's sliding window is 72 frames; 100 brings the joined stream to float
+#: precision of the one-shot decode (``stream``). With carried state (CPU) only the reference
+#: frames of an ICL voice go in first, at most this many.
 LEFT_CONTEXT_FRAMES_STREAM = 100
 MAX_CHUNK_FRAMES = 1_000
 MAX_LEFT_CONTEXT_FRAMES = 1_000
@@ -60,10 +63,17 @@ class StreamOptions:
     first_chunk_frames: int = FIRST_CHUNK_FRAMES
     """Frames in the first chunk of each segment (12.5 frames per second of audio)."""
     chunk_frames: int = CHUNK_FRAMES
-    """Frames in every later chunk (the segment's last chunk may be shorter)."""
+    """Frames in every later chunk (the segment's last chunk may be shorter); with ``adaptive``
+    the most a later chunk holds."""
     left_context_frames: int = LEFT_CONTEXT_FRAMES_STREAM
-    """Earlier frames the decoder's transformer sees again before each chunk (its convolutions
-    see ``min(left_context_frames, CONV_CONTEXT_FRAMES)``); 0 = none, and the chunks click."""
+    """Earlier frames the decoder's transformer sees again before each chunk where the decoder
+    cannot carry its state (its convolutions see ``min(left_context_frames,
+    CONV_CONTEXT_FRAMES)``; 0 = none, and the chunks click); with carried state (CPU), the
+    most reference frames (ICL) that go in before the first chunk."""
+    adaptive: bool = True
+    """Later chunks take the frames that are ready when the decoder is free (1 to
+    ``chunk_frames``; generation and decoding overlapped): small chunks while decoding keeps up,
+    so little is left to decode when generation ends. False: exactly ``chunk_frames``."""
 
     def chunk_size(self, chunk_idx: int) -> int:
         return self.first_chunk_frames if chunk_idx == 0 else self.chunk_frames
@@ -100,8 +110,11 @@ class GenerateOptions:
     chunk_frames: int = CHUNK_FRAMES
     """Streaming: frames in each later chunk, 1 to 1000 (16 = 1.28 s)."""
     left_context_frames: int = LEFT_CONTEXT_FRAMES_STREAM
-    """Streaming: earlier frames the decoder sees again before each chunk, 0 to 1000 (0 makes
-    the chunk boundaries click). Checked even when not streaming."""
+    """Streaming: earlier frames the decoder sees before each chunk, 0 to 1000 (see
+    :attr:`StreamOptions.left_context_frames`). Checked even when not streaming."""
+    adaptive_chunks: bool = True
+    """Streaming: later chunks hold the frames ready when the decoder is free, at most
+    ``chunk_frames`` (False: exactly ``chunk_frames``)."""
     min_new_frames: int | None = None
     """Benchmark-only (keyword ``_min_new_frames``): suppress end-of-speech until this many
     frames, so random-weight models generate a fixed length. Not for users."""
@@ -117,8 +130,9 @@ class GenerateOptions:
         if self.min_new_frames and self.max_new_frames and self.min_new_frames > self.max_new_frames:
             raise ProfileError(
                 f"_min_new_frames ({self.min_new_frames}) exceeds max_new_frames ({self.max_new_frames})")
-        if not isinstance(self.stream, bool):
-            raise ProfileError(f"stream must be True or False, got {self.stream!r}")
+        for name in ("stream", "adaptive_chunks"):
+            if not isinstance(getattr(self, name), bool):
+                raise ProfileError(f"{name} must be True or False, got {getattr(self, name)!r}")
         for name, low, high in (("first_chunk_frames", 1, MAX_CHUNK_FRAMES), ("chunk_frames", 1, MAX_CHUNK_FRAMES),
                                 ("left_context_frames", 0, MAX_LEFT_CONTEXT_FRAMES)):
             if getattr(self, name) is None:
@@ -167,7 +181,8 @@ class GenerateOptions:
         """The chunking when streaming; None for one result per segment."""
         if not self.stream:
             return None
-        return StreamOptions(self.first_chunk_frames, self.chunk_frames, self.left_context_frames)
+        return StreamOptions(self.first_chunk_frames, self.chunk_frames, self.left_context_frames,
+                             self.adaptive_chunks)
 
 
 

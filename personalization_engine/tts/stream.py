@@ -9,21 +9,25 @@ Two pieces:
   last chunk is known to be the last, with no look-ahead. The streamed frames *are* the one-shot
   frames: the same generator, the same seed, the same draws. Closing the chunk generator closes
   the frame generator: generation stops at once. :func:`stream_chunks` runs that generator on a
-  worker thread while the caller's thread decodes the previous chunk (torch releases the GIL).
-* :class:`ChunkDecoder` decodes chunks of new frames with the 12 Hz decoder split in two: the
-  cheap frame-rate half (quantizer, pre-conv, the sliding-window transformer) runs over
-  ``left_context_frames`` of earlier frames; the expensive sample-rate half (upsampling convs)
-  over only CONV_CONTEXT_FRAMES of them, which covers its receptive field (on a decoder
-  rewritten by :func:`.codec.optimize_decoder`, i.e. on CPU, that half instead carries its
-  conv state from chunk to chunk and decodes only the new frames). Measured on
-  full-size random weights (``tests/test_streaming.py`` checks the tiny model): joined chunks
-  differ from the one-shot decode by 2e-5 at most with 100 frames of context, 3e-3 with 72 (the
-  transformer's window), 1.3e-2 with 25 (qwen-tts' own chunked decode); without context they
-  click (0.45).
+  worker thread while the caller's thread decodes the previous chunk (torch releases the GIL);
+  with adaptive chunks (the default) each later chunk is what the worker made while the chunk
+  before was decoding (1 to ``chunk_frames`` frames), so little is left to decode once
+  generation ends (fixed 16-frame chunks left up to 1.3 s of decoding after the last frame).
+* :class:`ChunkDecoder` decodes chunks of new frames. On CPU (a decoder rewritten by
+  :func:`.codec.optimize_decoder`) both halves of the 12 Hz decoder carry their state from
+  chunk to chunk (the transformer's KV cache, the convolutions' last inputs): a chunk costs its
+  own frames only and the joined chunks equal the one-shot decode (float rounding, 1e-5).
+  Elsewhere each chunk re-decodes context: the frame-rate half (quantizer, pre-conv, the
+  sliding-window transformer) over ``left_context_frames`` earlier frames, the sample-rate half
+  (upsampling convs) over CONV_CONTEXT_FRAMES of them. Measured on full-size random weights
+  (``tests/test_streaming.py`` checks the tiny model): joined chunks then differ from the
+  one-shot decode by 2e-5 at most with 100 frames of context, 3e-3 with 72 (the transformer's
+  window), 1.3e-2 with 25 (qwen-tts' own chunked decode); without context they click (0.45).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import threading
@@ -180,7 +184,11 @@ def stream_chunks(model: Any, frames: Iterator[Any], stats: DecodeStats, options
             chunks.close()
         return
     stop = threading.Event()
-    yield from _overlapped(chunk_frames(_until(frames, stop), stats, options), stop, decoder, groups, device)
+    # Adaptive: the worker hands out single frames after the first chunk and the decoder takes
+    # what is ready (up to chunk_frames) each time it is free.
+    produce = dataclasses.replace(options, chunk_frames=1) if options.adaptive else options
+    yield from _overlapped(chunk_frames(_until(frames, stop), stats, produce), stop, decoder, groups, device,
+                           options.chunk_frames if options.adaptive else 0)
 
 
 def _until(frames: Iterator[Any], stop: threading.Event) -> Generator[Any, None, None]:
@@ -202,11 +210,14 @@ def _stack(chunk: list[Any], groups: int, device: Any) -> Any:
 
 
 def _overlapped(chunks: Generator[tuple[list[Any], bool], None, None], stop: threading.Event,
-                decoder: ChunkDecoder, groups: int, device: Any) -> Generator[tuple[int, np.ndarray, bool], None, None]:
+                decoder: ChunkDecoder, groups: int, device: Any, merge_up_to: int = 0
+                ) -> Generator[tuple[int, np.ndarray, bool], None, None]:
     """Generate on a worker thread, decode (and hand out) on this one, in chunk order.
 
-    The worker stops after its current frame once ``stop`` is set (this generator closed, an
-    error or Ctrl-C here) and is joined before this generator finishes closing.
+    With ``merge_up_to``, each chunk after the first also takes the worker's later chunks that
+    are already waiting, up to that many frames in all. The worker stops after its current
+    frame once ``stop`` is set (this generator closed, an error or Ctrl-C here) and is joined
+    before this generator finishes closing.
     """
     torch = torch_module()
     ready: queue.Queue[Any] = queue.Queue()
@@ -225,14 +236,25 @@ def _overlapped(chunks: Generator[tuple[list[Any], bool], None, None], stop: thr
     worker = threading.Thread(target=work, name="tts-generate", daemon=True)
     threads = torch.get_num_threads()
     worker.start()
+    held: Any = None  # an item taken while merging that ends the merge (the end, an error)
+    first = True  # the first chunk stays as small as asked: it sets the time to first audio
     try:
         while True:
-            item = ready.get()
+            item, held = (ready.get() if held is None else held), None
             if item is _DONE:
                 return
             if isinstance(item, BaseException):
                 raise item
             chunk, last = item
+            while not first and not last and len(chunk) < merge_up_to and held is None:
+                try:
+                    more = ready.get_nowait()
+                except queue.Empty:
+                    break
+                if more is _DONE or isinstance(more, BaseException):
+                    held = more
+                else:
+                    chunk, last = chunk + more[0], more[1]
             codes = _stack(chunk, groups, device)
             # The last chunk comes after generation has ended: its decode, the tail of the line
             # that nothing overlaps, gets every thread.
@@ -244,6 +266,7 @@ def _overlapped(chunks: Generator[tuple[list[Any], bool], None, None], stop: thr
             yield int(codes.shape[0]), audio, last
             if last:
                 return
+            first = False
     finally:
         stop.set()
         worker.join()
