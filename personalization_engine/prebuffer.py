@@ -1,6 +1,6 @@
 """How much audio to hold back before a streamed line starts playing, so it never stalls.
 
-A streamed line arrives in chunks (``FIRST_CHUNK_FRAMES``, then ``CHUNK_FRAMES`` codec frames)
+A streamed line arrives in chunks (``FIRST_CHUNK_FRAMES``, then up to ``CHUNK_FRAMES`` codec frames)
 while the model is still generating it. When the generator is slower than real time, or only
 just faster, playing the first chunk at once runs the queue dry before the next chunk comes
 (an underrun: a gap of silence mid-word). :class:`PrebufferPolicy` says how many seconds of

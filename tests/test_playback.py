@@ -25,7 +25,7 @@ SR = TTS_SAMPLE_RATE
 #: The producer's real-time factor: 0.9 s of compute per second of audio.
 RTF = 0.9
 LINE_FRAMES = 125  # 10 s
-CHUNKS = [2] + [16] * 8  # the adapter's FIRST_CHUNK_FRAMES, then CHUNK_FRAMES (2 + 7 * 16 + 11)
+CHUNKS = [1] + [16] * 8  # FIRST_CHUNK_FRAMES, then adaptive chunks at their largest, CHUNK_FRAMES (1 + 7 * 16 + 12)
 
 
 @pytest.fixture(scope="module")

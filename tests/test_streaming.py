@@ -133,9 +133,9 @@ def test_chunk_layout_follows_the_options(tiny_model: TTSModel, voices: dict[str
 def test_default_first_chunk_is_small(tiny_model: TTSModel, voices: dict[str, Voice]) -> None:
     gen = tiny_model.generate(TEXT, voices["icl"], seed=0, max_new_frames=30, stream=True)
     first = next(gen)
-    assert first.frames == qwen_adapter.FIRST_CHUNK_FRAMES == 2
+    assert first.frames == qwen_adapter.FIRST_CHUNK_FRAMES == 1
     later = [c.frames for c in gen]  # adaptive: what was ready each time the decoder was free
-    assert sum(later) == 28 and all(1 <= n <= qwen_adapter.CHUNK_FRAMES for n in later)
+    assert sum(later) == 29 and all(1 <= n <= qwen_adapter.CHUNK_FRAMES for n in later)
 
 
 def test_adaptive_chunks_take_the_frames_that_are_ready(tiny_model: TTSModel) -> None:
@@ -171,7 +171,7 @@ def test_a_chunk_arrives_before_the_segment_is_generated(tiny_model: TTSModel, v
     first_s = time.perf_counter() - t0
     rest = list(gen)
     total_s = time.perf_counter() - t0
-    assert first.frames == 2 and sum(c.frames for c in rest) == 178
+    assert first.frames == 1 and sum(c.frames for c in rest) == 179
     assert first_s < total_s / 4, f"first chunk after {first_s:.2f} s of {total_s:.2f} s"
     assert not _workers()
 
@@ -294,7 +294,7 @@ def test_closing_the_generator_stops_the_worker(tiny_model: TTSModel, voices: di
     t0 = time.perf_counter()
     gen.close()
     assert time.perf_counter() - t0 < 10 and not _workers()
-    assert first.frames == 2 and not talker._forward_hooks and not talker._forward_pre_hooks
+    assert first.frames == 1 and not talker._forward_hooks and not talker._forward_pre_hooks
     assert "generate" not in vars(talker)  # no patched generate left behind
     (again,) = tiny_model.generate("After.", voices["xvector"], seed=0, max_new_frames=3)
     assert again.frames == 3

@@ -37,10 +37,11 @@ MAX_NEW_FRAMES_LIMIT = 8_192
 #: Largest top_k: the talker's codec vocabulary (3072 entries).
 MAX_TOP_K = 3_072
 
-#: Frames in the first chunk of each streamed segment (160 ms of audio): small, for latency.
-#: bench_synthesis (int4 0.6B, same run): time to first audio 1.89 s with 4 frames, 0.90 s with
-#: 2, 0.57 s with 1 (too little audio to start playback on); the total time does not suffer.
-FIRST_CHUNK_FRAMES = 2
+#: Frames in the first chunk of each streamed segment (80 ms of audio): small, for latency; the
+#: player's pre-buffer decides when playback starts. bench_synthesis (int4 0.6B, x-vector, same
+#: runs, with the decoder's carried state and adaptive chunks): time to first audio 0.39-0.42 s
+#: with 1 frame, 0.60-0.65 s with 2; the total time does not suffer (RTF 1.39-1.62 vs 1.54-1.60).
+FIRST_CHUNK_FRAMES = 1
 #: Frames in each later chunk (1.28 s); with adaptive chunks (the default) the most a later
 #: chunk takes: it holds the frames generated while the chunk before it was decoding.
 CHUNK_FRAMES = 16
@@ -106,7 +107,7 @@ class GenerateOptions:
     stream: bool = False
     """Yield chunks while the talker is still producing frames (default: one result per segment)."""
     first_chunk_frames: int = FIRST_CHUNK_FRAMES
-    """Streaming: frames in each segment's first chunk, 1 to 1000 (4 = 0.32 s)."""
+    """Streaming: frames in each segment's first chunk, 1 to 1000 (1 = 0.08 s)."""
     chunk_frames: int = CHUNK_FRAMES
     """Streaming: frames in each later chunk, 1 to 1000 (16 = 1.28 s)."""
     left_context_frames: int = LEFT_CONTEXT_FRAMES_STREAM
