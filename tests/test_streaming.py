@@ -365,3 +365,22 @@ def test_design_model_streams_too(tiny_design_checkpoint: Path) -> None:
     finally:
         model.close()
 
+
+
+def test_primed_reference_state_is_reused_across_lines(tiny_model: TTSModel) -> None:
+    """An ICL voice's reference frames prime the decoder's carried state once; later segments
+    with the same frames restore that snapshot instead of decoding the reference again, and
+    give the same audio as a fresh priming (and as decoding context + chunk in one piece)."""
+    decoder = tiny_model._qwen.model.speech_tokenizer.model.decoder
+    g = torch.Generator().manual_seed(4)
+    context, codes = torch.randint(0, 2048, (25, 16), generator=g), torch.randint(0, 2048, (12, 16), generator=g)
+    with torch.inference_mode():
+        whole = decoder(torch.cat([context, codes]).t().unsqueeze(0))[0, 0, 25 * SPF:].numpy()
+    vars(decoder).pop("_pe_primed", None)
+    runs = []
+    for _ in range(3):
+        dec = ChunkDecoder(decoder, SPF, 100, context)
+        runs.append(np.concatenate([dec.decode(codes[:1]), dec.decode(codes[1:5]), dec.decode(codes[5:])]))
+    assert len(decoder._pe_primed) == 1  # one reference, primed once
+    assert np.array_equal(runs[0], runs[1]) and np.array_equal(runs[1], runs[2])
+    assert float(np.abs(runs[0] - whole).max()) < STREAM_TOL

@@ -35,6 +35,7 @@ unsupported; emulated bf16 is slower than float32), so the decoder stays float32
 
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -352,6 +353,14 @@ class FrontStream:
         self._state: dict[int, Any] = {}
         self._cache = DynamicCache(config=decoder.pre_transformer.config)
 
+    def snapshot(self) -> tuple[Any, dict[int, Any]]:
+        """The carried state (KV cache, pre-conv inputs), to :meth:`restore` into another stream."""
+        return copy.deepcopy(self._cache), dict(self._state)
+
+    def restore(self, snapshot: tuple[Any, dict[int, Any]]) -> None:
+        cache, state = snapshot
+        self._cache, self._state = copy.deepcopy(cache), dict(state)
+
     def __call__(self, codes: Any) -> Any:
         """(B, groups, frames) codes -> (B, latent, frames) hidden states for the back half."""
         dec = self._decoder
@@ -379,6 +388,13 @@ class BackHalfStream:
     def __init__(self, decoder: Any) -> None:
         self._decoder = decoder
         self._state: dict[int, Any] = {}
+
+    def snapshot(self) -> dict[int, Any]:
+        """The carried state (each layer's tensors are replaced, never changed in place)."""
+        return dict(self._state)
+
+    def restore(self, snapshot: dict[int, Any]) -> None:
+        self._state = dict(snapshot)
 
     def __call__(self, hidden: Any) -> Any:
         """(B, latent, frames) from the transformer -> (B, 1, frames * samples_per_frame) in [-1, 1]."""

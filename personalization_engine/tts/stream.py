@@ -27,7 +27,9 @@ Two pieces:
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import hashlib
 import logging
 import queue
 import threading
@@ -42,6 +44,8 @@ from .runtime import torch_module
 
 _LOGGER = logging.getLogger(__name__)
 
+#: Reference contexts whose primed decoder state a decoder keeps (one per recent ICL voice).
+PRIMED_CONTEXTS = 8
 #: Earlier frames the decoder's upsampling convolutions see before each chunk. Their receptive
 #: field is ~5 frames (measured: 4 leaves 6e-2 of error, 6 and more 2e-5).
 CONV_CONTEXT_FRAMES = 8
@@ -120,16 +124,39 @@ class ChunkDecoder:
         return np.ascontiguousarray(wav[0, 0, conv * self._spf:].float().cpu().numpy(), dtype=np.float32)
 
     def _decode_carried(self, codes: Any, front: Any, back: Any) -> np.ndarray:
-        """Both halves with carried state; the first call feeds the context through them first."""
+        """Both halves with carried state, primed with the context before the first chunk."""
         torch = torch_module()
-        ctx = 0 if self._warm else min(self._left, self._n_history)
-        window = torch.cat([self._history[0][self._n_history - ctx:], codes], dim=0) if ctx else codes
+        if not self._warm:
+            ctx = min(self._left, self._n_history)
+            if ctx:
+                self._prime(front, back, self._history[0][self._n_history - ctx:])
+            self._warm, self._history, self._n_history = True, [], 0
         with torch.inference_mode():
-            hidden = front(window.to(self._device()).clamp(min=0).t().unsqueeze(0))
-            conv = min(self._conv, ctx)  # the convs' receptive field of the context is enough
-            wav = back(hidden[..., ctx - conv:])
-        self._warm, self._history, self._n_history = True, [], 0
-        return np.ascontiguousarray(wav[0, 0, conv * self._spf:].float().cpu().numpy(), dtype=np.float32)
+            wav = back(front(codes.to(self._device()).clamp(min=0).t().unsqueeze(0)))
+        return np.ascontiguousarray(wav[0, 0].float().cpu().numpy(), dtype=np.float32)
+
+    def _prime(self, front: Any, back: Any, context: Any) -> None:
+        """Feed ``context`` (frames, groups) through both halves, dropping the audio; restored
+        from a snapshot when this decoder primed the same frames before (an ICL voice's
+        reference frames are the same for every line: ~0.6 s of decoding saved per segment)."""
+        torch = torch_module()
+        key = (hashlib.sha256(context.cpu().numpy().tobytes()).hexdigest(), tuple(context.shape), self._conv)
+        primed = getattr(self._decoder, "_pe_primed", None)
+        if primed is None:
+            primed = collections.OrderedDict()
+            self._decoder._pe_primed = primed
+        if key in primed:
+            primed.move_to_end(key)
+            front.restore(primed[key][0])
+            back.restore(primed[key][1])
+            return
+        with torch.inference_mode():
+            hidden = front(context.to(self._device()).clamp(min=0).t().unsqueeze(0))
+            conv = min(self._conv, int(context.shape[0]))  # the convs' receptive field is enough
+            back(hidden[..., hidden.shape[-1] - conv:])
+        primed[key] = (front.snapshot(), back.snapshot())
+        while len(primed) > PRIMED_CONTEXTS:
+            primed.popitem(last=False)
 
     def _device(self) -> Any:
         return next(self._decoder.parameters()).device
