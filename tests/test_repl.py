@@ -115,7 +115,10 @@ def test_pty_session_survives_everything_and_writes_twopairs(tmp_path, tiny_chec
         t.expect(answer)
         if answer != "› ":
             t.prompt()
-    t.type("This line is long enough to take a while, so that Ctrl-C arrives in the middle of it.")
+    # Three sentences: long enough that Ctrl-C lands mid-line even with every cache warm (one
+    # sentence could end within the 0.5 s, and a Ctrl-C at that instant raced the prompt).
+    t.type("This line is long enough to take a while, so that Ctrl-C arrives in the middle of it. "
+           "It has a second sentence to make sure of that. And a third one, which is never spoken.")
     t.expect("synthesizing")
     time.sleep(0.5)
     t.p.sendintr()
