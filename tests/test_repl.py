@@ -14,9 +14,12 @@ from __future__ import annotations
 import io
 import os
 import re
+import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -66,14 +69,15 @@ def test_list_devices_option_of_the_script(tmp_path, null_sink):
 class Term:
     """``run_qwen_interactive.py`` in a pseudo-terminal, typed into like a user."""
 
-    def __init__(self, args: list[str], *, cwd: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, args: list[str], *, cwd: Path, env: dict[str, str] | None = None,
+                 preexec_fn: Callable[[], Any] | None = None) -> None:
         pexpect = pytest.importorskip("pexpect")
         self.pexpect = pexpect
         self.log = io.StringIO()
         full_env = {**os.environ, "TERM": "xterm", **(env or {})}
         full_env.pop("NO_COLOR", None)
         self.p = pexpect.spawn(sys.executable, [str(SCRIPT), *args], cwd=str(cwd), env=full_env,
-                               encoding="utf-8", timeout=240, dimensions=(50, 160))
+                               encoding="utf-8", timeout=240, dimensions=(50, 160), preexec_fn=preexec_fn)
         self.p.logfile_read = self.log
 
     def expect(self, text: str, timeout: float | None = None) -> None:
@@ -115,10 +119,7 @@ def test_pty_session_survives_everything_and_writes_twopairs(tmp_path, tiny_chec
         t.expect(answer)
         if answer != "› ":
             t.prompt()
-    # Three sentences: long enough that Ctrl-C lands mid-line even with every cache warm (one
-    # sentence could end within the 0.5 s, and a Ctrl-C at that instant raced the prompt).
-    t.type("This line is long enough to take a while, so that Ctrl-C arrives in the middle of it. "
-           "It has a second sentence to make sure of that. And a third one, which is never spoken.")
+    t.type("This line is long enough to take a while, so that Ctrl-C arrives in the middle of it.")
     t.expect("synthesizing")
     time.sleep(0.5)
     t.p.sendintr()
@@ -137,6 +138,24 @@ def test_pty_session_survives_everything_and_writes_twopairs(tmp_path, tiny_chec
     assert t.finish() == 0
     data = check_pairs(tmp_path / "outputs", 2)
     assert [d["text"] for d in data] == ["Hi.", "Bye now."]
+
+
+def test_pty_ctrl_c_cancels_even_when_launched_with_sigint_ignored(tmp_path, tiny_checkpoint, voices_dir):
+    """Bug: started from a shell's background job (SIGINT inherited as "ignore", which Python
+    keeps), Ctrl-C did nothing and a line could not be cancelled. The REPL restores it."""
+    t = Term(["--model", str(tiny_checkpoint), "--ref", str(voices_dir / "LJ001-0004.flac"), "--no-play",
+              "--seed", "1"], cwd=tmp_path, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    t.expect("voice prompt ready")
+    t.prompt()
+    t.type("This line is long enough to take a while, so that Ctrl-C arrives in the middle of it. "
+           "It has a second sentence to make sure of that. And a third one, which is never spoken.")
+    t.expect("synthesizing")
+    time.sleep(0.3)
+    t.p.sendintr()
+    t.expect("cancelled: back to the prompt (nothing was written)")
+    t.prompt()
+    t.type("/quit")
+    assert t.finish() == 0
 
 
 def test_pty_lines_typed_while_speaking_are_queued_and_stop_drops_them(tmp_path, tiny_checkpoint, voices_dir):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+import signal
 import sys
 import threading
 from collections.abc import Callable
@@ -159,6 +160,7 @@ def run(options: Options, *, console: Console | None = None, input_fn: InputFn |
     _preload_emotion_detector()
     if lines is not None:
         return _run_batch_mode(options, lines, console)
+    _restore_ctrl_c()
     app = Repl(options, console, input_fn)
     app.banner()
     try:
@@ -241,6 +243,14 @@ def _line_buffer() -> str:
 
 
 _ANSI = re.compile(r"(\x1b\[[0-9;]*m)")
+
+
+def _restore_ctrl_c() -> None:
+    """Make Ctrl-C raise KeyboardInterrupt again where a launcher set SIGINT to "ignore" (a shell
+    starts background jobs that way, and Python keeps an inherited ignore): in the REPL Ctrl-C
+    is how a line is cancelled, so it must work. Only from an interactive terminal."""
+    if sys.stdin.isatty() and signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _terminal_input(console: Console) -> InputFn:
