@@ -110,8 +110,9 @@ def test_weights_balance_corpora_then_classes():
     assert w[y == "calm"].sum() == pytest.approx(w[y == "angry"].sum())
     # ... and inside a class, a corpus counts by its corpus weight, not by its clip count.
     angry_r, angry_i = w[(y == "angry") & (corpora == "RAVDESS")].sum(), w[(y == "angry") & (corpora == "IndianEmoSpeechCommand")].sum()
-    # RAVDESS angry: 10/60 of corpus weight 1; commands angry: 5/10 of its weight.
-    assert angry_r / angry_i == pytest.approx((10 / 60) / (0.5 * CORPUS_WEIGHTS["IndianEmoSpeechCommand"]))
+    # RAVDESS angry: 10/60 of its corpus weight; commands angry: 5/10 of theirs.
+    assert angry_r / angry_i == pytest.approx((10 / 60 * CORPUS_WEIGHTS["RAVDESS"])
+                                              / (0.5 * CORPUS_WEIGHTS["IndianEmoSpeechCommand"]))
 
 
 def test_threshold_is_where_shown_labels_stop_being_mostly_right():
