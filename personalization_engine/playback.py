@@ -21,7 +21,7 @@ import numpy as np
 from .audio_device import AudioDevice, _sounddevice, find_device
 from .errors import DeviceError
 from .prebuffer import DEFAULT_CHUNK_FRAMES, LineStats, PrebufferPolicy
-from .rates import TTS_SAMPLE_RATE
+from .rates import FRAMES_PER_S, TTS_SAMPLE_RATE
 
 __all__ = ["LineStats", "Player", "PrebufferPolicy"]
 
@@ -177,15 +177,17 @@ class Player:
 
         ``expected_audio_s``: the line's predicted length (s); ``frames_per_s``: this model's
         measured generation speed on this machine (codec frames per second of wall time; None
-        before any measurement: the line starts with its first chunk, as without this call).
+        before any measurement: real time is assumed until the line's own chunks show its speed,
+        so a session's first line is held too instead of running dry chunk after chunk).
         ``policy`` replaces the default :class:`PrebufferPolicy` built from the two. The line's
         chunks then go through :meth:`feed` as usual; its start waits until the queued audio
         covers ``policy.required_s(expected - fed)`` (also taking the speed observed on this
         line's chunks when that is slower), or its final chunk came. :attr:`line_stats` counts
         the line's underruns.
         """
-        if policy is None and frames_per_s is not None:
-            policy = PrebufferPolicy(float(frames_per_s), chunk_frames=int(chunk_frames))
+        if policy is None:
+            speed = float(frames_per_s) if frames_per_s is not None else FRAMES_PER_S
+            policy = PrebufferPolicy(speed, chunk_frames=int(chunk_frames))
         with self._cond:
             self._line += 1
             self._gate = _Gate(policy=policy, expected_s=max(0.0, float(expected_audio_s)), line=self._line,

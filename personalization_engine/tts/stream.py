@@ -118,7 +118,7 @@ class ChunkDecoder:
         keep = full[max(0, int(full.shape[0]) - self._left):]  # the context of the next chunk
         self._history, self._n_history = [keep], int(keep.shape[0])
         with torch.inference_mode():
-            hidden = self._front(window.to(self._device()).clamp(min=0).t().unsqueeze(0))
+            hidden = self._front(self._batch(window))
             conv = min(self._conv, ctx)
             wav = self._back(hidden[..., ctx - conv:])
         return np.ascontiguousarray(wav[0, 0, conv * self._spf:].float().cpu().numpy(), dtype=np.float32)
@@ -132,7 +132,7 @@ class ChunkDecoder:
                 self._prime(front, back, self._history[0][self._n_history - ctx:])
             self._warm, self._history, self._n_history = True, [], 0
         with torch.inference_mode():
-            wav = back(front(codes.to(self._device()).clamp(min=0).t().unsqueeze(0)))
+            wav = back(front(self._batch(codes)))
         return np.ascontiguousarray(wav[0, 0].float().cpu().numpy(), dtype=np.float32)
 
     def _prime(self, front: Any, back: Any, context: Any) -> None:
@@ -151,15 +151,16 @@ class ChunkDecoder:
             back.restore(primed[key][1])
             return
         with torch.inference_mode():
-            hidden = front(context.to(self._device()).clamp(min=0).t().unsqueeze(0))
+            hidden = front(self._batch(context))
             conv = min(self._conv, int(context.shape[0]))  # the convs' receptive field is enough
             back(hidden[..., hidden.shape[-1] - conv:])
         primed[key] = (front.snapshot(), back.snapshot())
         while len(primed) > PRIMED_CONTEXTS:
             primed.popitem(last=False)
 
-    def _device(self) -> Any:
-        return next(self._decoder.parameters()).device
+    def _batch(self, codes: Any) -> Any:
+        """(frames, groups) codes -> the decoder's (1, groups, frames) input on its device."""
+        return codes.to(next(self._decoder.parameters()).device).clamp(min=0).t().unsqueeze(0)
 
     def _front(self, codes: Any) -> Any:
         dec = self._decoder
