@@ -336,6 +336,14 @@ def carry(state: dict[int, Any], m: Any, x: Any, n: int) -> Any:
     return full
 
 
+def causal_conv(state: dict[int, Any], m: Any, x: Any) -> Any:
+    """An unrewritten qwen-tts causal conv ``m`` (stride 1) on (B, C, T) ``x``, its left padding
+    carried in ``state`` from the previous call instead of zeros (see :func:`carry`)."""
+    if m.stride != 1:
+        raise TypeError(f"cannot stream a causal conv of stride {m.stride}")
+    return m.conv(carry(state, m, x, int(m.padding)) if m.padding else x)
+
+
 class FrontStream:
     """The frame-rate half of the decoder (quantizer, causal pre-conv, sliding-window
     transformer) chunk by chunk with carried state: the pre-conv keeps its last inputs, the
@@ -365,10 +373,7 @@ class FrontStream:
         """(B, groups, frames) codes -> (B, latent, frames) hidden states for the back half."""
         dec = self._decoder
         hidden = dec.quantizer.decode(codes)
-        pre = dec.pre_conv
-        if pre.stride != 1:
-            raise TypeError(f"cannot stream a pre-conv of stride {pre.stride}")
-        hidden = pre.conv(carry(self._state, pre, hidden, int(pre.padding))).transpose(1, 2)
+        hidden = causal_conv(self._state, dec.pre_conv, hidden).transpose(1, 2)
         out = dec.pre_transformer(inputs_embeds=hidden, past_key_values=self._cache, use_cache=True)
         return out.last_hidden_state.permute(0, 2, 1)
 
@@ -420,7 +425,7 @@ class BackHalfStream:
                 h = self._run(sub, h)
             return h + x
         if kind == "Qwen3TTSTokenizerV2ConvNeXtBlock":
-            h = self._causal3d(m.dwconv, x).permute(0, 2, 1)
+            h = causal_conv(self._state, m.dwconv, x).permute(0, 2, 1)
             h = m.pwconv2(m.act(m.pwconv1(m.norm(h))))
             return x + (m.gamma * h).permute(0, 2, 1)
         if isinstance(m, (FusedSnake, FrameUpsample)):  # no state: FrameUpsample's frames do not overlap
@@ -442,10 +447,6 @@ class BackHalfStream:
             y[:, 0] += prev
         self._state[id(m)] = z[:, -1, 1].clone()
         return time_major_to_channels(y)
-
-    def _causal3d(self, m: Any, x: Any) -> Any:
-        """An unrewritten (depthwise) causal conv, stride 1, on (B, C, T)."""
-        return m.conv(carry(self._state, m, x, int(m.padding)) if m.padding else x)
 
 
 def supports_streaming(decoder: Any) -> bool:
