@@ -68,11 +68,10 @@ def modulation_spectrum(frame_db: np.ndarray, speech: np.ndarray, fps: float) ->
     n = max(len(env), int(2 * fps))  # at least 0.5 Hz resolution
     power = np.abs(np.fft.rfft(env * np.hanning(len(env)), n)) ** 2
     mf = np.fft.rfftfreq(n, 1.0 / fps)
-    total = power[(mf >= MODULATION_BANDS_HZ[0][0]) & (mf < MODULATION_BANDS_HZ[-1][1])]
-    total_sum = float(total.sum()) + 1e-10
+    in_range = (mf >= MODULATION_BANDS_HZ[0][0]) & (mf < MODULATION_BANDS_HZ[-1][1])
+    total_sum = float(power[in_range].sum()) + 1e-10
     bands = [10.0 * np.log10((power[(mf >= lo) & (mf < hi)].sum() + 1e-10) / total_sum)
              for lo, hi in MODULATION_BANDS_HZ]
-    in_range = (mf >= MODULATION_BANDS_HZ[0][0]) & (mf < MODULATION_BANDS_HZ[-1][1])
     centroid = float(mf[in_range] @ power[in_range]) / total_sum
     return np.array([*bands, centroid])
 
