@@ -34,8 +34,9 @@ from personalization_engine.emotion.training import train as T  # noqa: E402
 from personalization_engine.schema import EMOTION_LABELS  # noqa: E402
 
 LABELS = np.asarray(EMOTION_LABELS)
-#: The previous model's corpus weights ("Q"); every variant starts from them.
-BASE_WEIGHTS = {"RAVDESS": 1.0, "EmoDB": 1.0, "LibriSpeech": 0.5, "IndianEmoSpeechCommand": 0.2}
+#: The shipped model's corpus weights ("Q"); every variant starts from them (copied before
+#: :func:`run` replaces ``T.CORPUS_WEIGHTS`` per variant).
+BASE_WEIGHTS = dict(T.CORPUS_WEIGHTS)
 #: name -> (corpus weight overrides, detector keyword overrides).
 VARIANTS: dict[str, tuple[dict[str, float], dict[str, Any]]] = {
     "Q": ({}, {}),
@@ -62,8 +63,8 @@ def run(name: str, ds0: D.Dataset) -> dict[str, Any]:
     """Scores of one variant (see the module doc)."""
     weights, det_kw = VARIANTS[name]
     T.CORPUS_WEIGHTS = {**BASE_WEIGHTS, **weights}
-    kw = {"C": 0.003, "C_compact": None, "C_kernel": 1.0, "kernel_components": 400,
-          "kernel_features": "compact", "calibration_folds": 3, **det_kw}
+    kw = {"C": T.C_ALL, "C_compact": T.C_COMPACT, "C_kernel": T.C_KERNEL, "kernel_components": T.KERNEL_COMPONENTS,
+          "kernel_features": T.KERNEL_FEATURES, "calibration_folds": T.CALIBRATION_FOLDS, **det_kw}
 
     def fit(mask: np.ndarray) -> EmotionDetector:
         X, y, g, w = T._train_rows(ds0, mask)
