@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fixed-chunks", action="store_true",
                    help="also run each mode with fixed-size later chunks (adaptive_chunks=False)")
     p.add_argument("--first-chunk", type=int, nargs="*", default=[],
-                   help="also run each mode with these first-chunk sizes (frames; default 4)")
+                   help="also run each mode with these first-chunk sizes (frames; default FIRST_CHUNK_FRAMES, 1)")
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "bench_synthesis_cpu.txt")
     p.add_argument("--json", type=Path, help="write every measurement here as JSON")
     p.add_argument("--append", action="store_true", help="append to --out instead of replacing it")
