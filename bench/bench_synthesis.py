@@ -10,7 +10,9 @@ held off: random weights never say it reliably):
                  seed=0, max_new_frames=N, _min_new_frames=N)`` consumed to the end: our decode
                  loop, chunks decoded by the streaming codec decoder while the loop makes the next
                  ones (``tts.stream.OVERLAP_DECODE``; ``--no-overlap`` adds the same path with
-                 generation and decoding one after the other, for the side-by-side);
+                 generation and decoding one after the other, for the side-by-side;
+                 ``--no-helper`` adds it with the decode step's helper thread off, ``--fixed-chunks``
+                 with ``adaptive_chunks=False``);
 * ``plain``      ``Qwen3TTSModel.from_pretrained(DIR, dtype=float32)`` and
                  ``generate_voice_clone(text, ref_audio=..., ref_text=... | x_vector_only_mode=True)``
                  (the documented one-call usage; no streaming, so its first audio is its whole call),
@@ -74,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint", type=Path, help="saved checkpoint (one size only); default /work/cache/full-SIZE")
     p.add_argument("--no-plain", action="store_true", help="skip plain qwen-tts")
     p.add_argument("--no-overlap", action="store_true", help="also run each mode with decoding not overlapped")
+    p.add_argument("--no-helper", action="store_true",
+                   help="also run each quant mode with the decode helper thread off (PE_DECODE_HELPER=0)")
     p.add_argument("--fixed-chunks", action="store_true",
                    help="also run each mode with fixed-size later chunks (adaptive_chunks=False)")
     p.add_argument("--first-chunk", type=int, nargs="*", default=[],
@@ -99,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             paths += [f"ours:{q}:serial" for q in args.quant] if args.no_overlap else []
             paths += [f"ours:{q}:first{n}" for q in args.quant for n in args.first_chunk]
             paths += [f"ours:{q}:fixed" for q in args.quant] if args.fixed_chunks else []
+            paths += [f"ours:{q}:nohelper" for q in args.quant] if args.no_helper else []
             results = [_spawn(path, size, mode, folder, args) for path in paths]
             plain = next((r for r in results if r.get("path") == "plain" and "error" not in r), None)
             for r in results:
@@ -180,6 +185,10 @@ def _ours(path: str, folder: Path, ref: Any, transcript: str | None, n: int) -> 
     if "fixed" in rest:
         chunking["adaptive_chunks"] = False
     model = load_model(str(folder), device="cpu", quant=quant)
+    if "nohelper" in rest:
+        from personalization_engine.tts import _native
+
+        _native.decode_helper(False)
     voice = model.create_voice(ref, transcript=transcript, analyze=False)
 
     def run(frames: int) -> tuple[int, float]:

@@ -30,6 +30,7 @@ from personalization_engine.tts import GenerateOptions  # noqa: E402
 from personalization_engine.tts.engine import DecodeStats  # noqa: E402
 from personalization_engine.tts.stream import (  # noqa: E402
     CONV_CONTEXT_FRAMES,
+    MIN_MERGED_FRAMES,
     ChunkDecoder,
     StreamOptions,
     chunk_frames,
@@ -161,6 +162,24 @@ def test_adaptive_chunks_take_the_frames_that_are_ready(tiny_model: TTSModel) ->
     sizes += [n for n, _, _ in rest]
     assert sizes == [2, 8, 8, 2] and rest[-1][2]
     assert all(len(audio) == n * SPF for n, audio, _ in rest)
+
+
+def test_adaptive_chunks_wait_for_a_few_frames(tiny_model: TTSModel) -> None:
+    """Adaptive chunking on a slow loop: a chunk after the first waits until it holds
+    MIN_MERGED_FRAMES frames (a codec call costs much more per frame on one frame), and the
+    segment's last chunk takes what is left."""
+    def frames():
+        for i in range(11):
+            stats.frames, stats.ended = i + 1, "eos" if i == 10 else ""
+            time.sleep(0.02)
+            yield torch.full((16,), i, dtype=torch.long)
+
+    stats = DecodeStats()
+    chunks = stream_chunks(tiny_model._qwen.model, frames(), stats, StreamOptions(1, 8, 0, adaptive=True),
+                           context=None, samples_per_frame=SPF)
+    sizes = [n for n, _, _ in chunks]
+    assert sum(sizes) == 11 and sizes[0] == 1
+    assert all(n >= MIN_MERGED_FRAMES for n in sizes[1:-1]) and 1 <= sizes[-1] <= 8, sizes
 
 
 def test_a_chunk_arrives_before_the_segment_is_generated(tiny_model: TTSModel, voices: dict[str, Voice]) -> None:

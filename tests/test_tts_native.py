@@ -8,6 +8,8 @@
   same memory;
 * one native stack step equals the layer-by-layer PyTorch forward on the tiny checkpoint's
   quantized talker and code predictor (hidden state and the key/value cache);
+* the decode helper thread (_pool.c) changes no bit of a stack step, also when the caller takes
+  chunks back from it (a helper held up inside its chunks);
 * the switch back to PyTorch's kernels, the cache key, and the error on a bad shape.
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import time
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +75,7 @@ def test_codes_round_to_the_nearest_level() -> None:
 
 
 def test_plain_c_build_equals_the_simd_build(tmp_path: Path) -> None:
-    if not _native.describe().endswith("(AVX2)"):
+    if "(AVX2)" not in _native.describe():
         pytest.skip("this machine has no AVX2 build to compare with")
     compiler = _native._compiler()
     assert compiler is not None
@@ -171,3 +174,50 @@ def test_bad_shape_is_refused_with_a_clear_error() -> None:
     module = NativeInt8Linear.from_float(torch.randn(16, 64))
     with pytest.raises(RuntimeError, match="K % 32"):
         _native.gemm_q8(module.qweight, module.scales, torch.randn(1, 40), torch.empty(1, 16))
+
+
+def _steps(stack: Any, steps: int) -> torch.Tensor:
+    """``steps`` native decode steps of ``stack`` from a fixed start (hidden states stacked)."""
+    capacity = min(steps + 1, int(stack.cos.shape[0]))
+    hidden = int(stack.norm_weight.shape[0])
+    gen = torch.Generator().manual_seed(5)
+    h = torch.randn(1, 1, hidden, generator=gen)
+    cache, slots, outs = stack.allocate(capacity), torch.arange(capacity), []
+    with torch.inference_mode():
+        for pos in range(capacity):
+            position = torch.tensor([pos])
+            h = layers.forward(stack, h, cache, position, layers.visible(position, slots))
+            outs.append(h)
+    return torch.cat(outs)
+
+
+@pytest.mark.parametrize("which", ["talker", "predictor"])
+def test_the_decode_helper_changes_no_bit(quantized_tiny: Any, which: str) -> None:
+    """Rows of a product are computed by the same function on either thread: the hidden states of
+    many steps are identical with the helper off, on, and held up 0.2 ms inside each chunk (the
+    caller takes such chunks back after 30 us and the helper's late rows are dropped)."""
+    from personalization_engine.tts.engine import Decoder
+
+    decoder = Decoder(quantized_tiny)
+    stack = decoder.talker_stack if which == "talker" else decoder.predictor_stack
+    assert stack.native is not None
+    lib, before = _native._lib(), _native.decode_helper()
+    try:
+        _native.decode_helper(False)
+        alone = _steps(stack, 40)
+        assert _native.decode_helper(True)
+        shared = _steps(stack, 40)
+        helped, stolen = _native.helper_counts()
+        deadline = time.monotonic() + 10  # the helper runs at idle priority: give it a chance
+        while _native.helper_counts()[0] == helped and time.monotonic() < deadline:
+            assert torch.equal(_steps(stack, 40), alone)
+        assert _native.helper_counts()[0] > helped, "the helper thread never computed a chunk"
+        lib.pe_pool_test_delay(200_000)
+        while _native.helper_counts()[1] == stolen and time.monotonic() < deadline:
+            assert torch.equal(_steps(stack, 40), alone)
+        assert _native.helper_counts()[1] > stolen, "no chunk was ever taken back from the held-up helper"
+        held_up = _steps(stack, 40)
+    finally:
+        lib.pe_pool_test_delay(0)
+        _native.decode_helper(before)
+    assert torch.equal(shared, alone) and torch.equal(held_up, alone)

@@ -33,6 +33,11 @@ from ..fileio import sha256_bytes, user_cache_dir
 _LOGGER = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("_gemv.c")
+#: Every file of the library (compiled together; all of them key the built file).
+SOURCES = (SOURCE, SOURCE.with_name("_step.c"), SOURCE.with_name("_pool.c"))
+HEADER = SOURCE.with_name("_gemv.h")
+#: Set to "0" to keep the decode step's products on the decode thread alone (no helper thread).
+HELPER_SWITCH = "PE_DECODE_HELPER"
 #: Set to "0" to keep PyTorch's kernels (comparisons, or a machine where the build misbehaves).
 ENV_SWITCH = "PE_NATIVE_KERNELS"
 #: Block of input features per scale (and per activation scale); K must be a multiple.
@@ -40,7 +45,7 @@ BLOCK = 32
 #: The packed weight layout ``_gemv.c`` reads; part of the quant cache's key (a cache packed
 #: for another layout is rebuilt, never misread).
 LAYOUT = "q4-pairs+q8-blocks32-fp16-scales+bf16-v1"
-_ABI = 4
+_ABI = 5
 _SIMD_FLAGS = ("-mavx2", "-mfma", "-mf16c")
 
 _state: dict[str, Any] = {}
@@ -72,8 +77,8 @@ def _build(compiler: str, flags: list[str], target: Path) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     try:
-        subprocess.run([compiler, *flags, "-o", tmp, str(SOURCE), "-lm"], check=True, capture_output=True,
-                       text=True, timeout=120)
+        subprocess.run([compiler, *flags, "-o", tmp, *map(str, SOURCES), "-lm", "-lpthread"], check=True,
+                       capture_output=True, text=True, timeout=120)
         os.replace(tmp, target)
     finally:
         with contextlib.suppress(OSError):
@@ -96,7 +101,8 @@ def library() -> Any | None:
         _state["why"] = f"not built on {sys.platform}"
         return None
     flags = _flags()
-    key = sha256_bytes(SOURCE.read_bytes() + " ".join(flags).encode() + sys.platform.encode())[:16]
+    text = b"".join(path.read_bytes() for path in (*SOURCES, HEADER))
+    key = sha256_bytes(text + " ".join(flags).encode() + sys.platform.encode())[:16]
     target = user_cache_dir("kernels") / f"pe_gemv-{key}.so"
     try:
         if not target.is_file():
@@ -121,18 +127,51 @@ def library() -> Any | None:
     lib.pe_gemm_q4.restype = lib.pe_gemm_q8.restype = lib.pe_gemm_bf16.restype = i
     lib.pe_stack_step.argtypes = [ctypes.POINTER(_Stack), vp, i, ctypes.POINTER(vp), ctypes.POINTER(vp), i]
     lib.pe_stack_step.restype = i
+    lib.pe_pool_enable.argtypes = [i]
+    lib.pe_pool_test_delay.argtypes = [ctypes.c_long]
+    lib.pe_pool_helper_chunks.restype = lib.pe_pool_stolen_chunks.restype = ctypes.c_long
     _state["lib"] = lib
+    _default_helper()
     _state["simd"] = bool(lib.pe_simd())
     return lib
 
 
 def describe() -> str:
-    """One line for reports: "native (AVX2)", "native (plain C)" or why PyTorch's kernels are used."""
+    """One line for reports: "native (AVX2)" or "native (plain C)" (+ the decode helper thread when
+    on), or why PyTorch's kernels are used."""
     if _state.get("off"):
         return "torch (native kernels switched off)"
     if library() is None:
         return f"torch ({_state.get('why', '')})"
-    return "native (AVX2)" if _state.get("simd") else "native (plain C)"
+    kind = "native (AVX2)" if _state.get("simd") else "native (plain C)"
+    return kind + (" + decode helper thread" if _state.get("helper") else "")
+
+
+def decode_helper(on: bool | None = None) -> bool:
+    """Whether the decode step shares its products with a helper thread (``_pool.c``); ``on`` sets it.
+
+    On by default where there are two or more CPUs and :data:`HELPER_SWITCH` is not "0" (set when
+    the library loads). The helper runs at idle priority: it takes only what the other
+    core has spare (the streaming codec decoder first), and results are identical either way.
+    """
+    lib = library()
+    if lib is None:
+        return False
+    if on is not None:
+        _state["helper"] = bool(lib.pe_pool_enable(int(on)))
+    return bool(_state.get("helper", False))
+
+
+def _default_helper() -> None:
+    if "helper" not in _state:
+        wanted = (os.cpu_count() or 1) >= 2 and os.environ.get(HELPER_SWITCH, "1").strip() != "0"
+        decode_helper(wanted)
+
+
+def helper_counts() -> tuple[int, int]:
+    """(chunks the helper computed, chunks the caller took back from it) since the process began."""
+    lib = _lib()
+    return int(lib.pe_pool_helper_chunks()), int(lib.pe_pool_stolen_chunks())
 
 
 def available() -> bool:
@@ -257,6 +296,14 @@ class StackStep:
     def __init__(self, struct: _Stack, keep: list[Any]) -> None:
         self._struct = struct
         self._keep = keep
+
+    def __del__(self) -> None:
+        # A helper thread whose chunk the caller took back may still be reading these weights:
+        # wait for it (microseconds; only ever longer while the machine is saturated) before
+        # the references that keep them alive go.
+        lib = _state.get("lib")
+        if lib is not None:
+            lib.pe_pool_quiesce()
 
     @classmethod
     def build(cls, stack: Any) -> StackStep | None:

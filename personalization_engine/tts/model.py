@@ -283,18 +283,17 @@ class TTSModel:
         ``text_segmenter``); each segment's (last) result has ``pause_after_s``, the pause to
         leave after it, which :meth:`synthesize` inserts.
 
-        Streaming (``stream=True``) yields audio while the talker is still producing frames:
-        each segment's first chunk after ``first_chunk_frames`` frames, then (``adaptive_chunks``,
-        the default) each time the decoder is free, with the frames made meanwhile (1 to
-        ``chunk_frames``), or (``adaptive_chunks=False``) one every ``chunk_frames`` frames; the
-        rest last. A chunk's ``audio`` holds only its new samples
-        (``frames x 1920``); play chunks back to back and a segment's pause after its last
-        chunk. Chunks carry ``chunk_idx`` (within the segment), ``segment_final`` (the
-        segment's last chunk, which has the pause and the segment's ``similarity``, measured on
-        the whole segment; other chunks have None) and ``frame_start``; ``is_final`` is set only
-        on the very last chunk, ``time_to_first_audio_s`` on the first. The frames are those of
-        the one-shot call with the same seed, and the joined chunks equal its audio within
-        ~1e-4 (see ``tts.stream``). Stop early by closing the generator (``gen.close()``, or
+        Streaming (``stream=True``) yields audio while the talker is still producing frames: each segment's
+        first chunk after ``first_chunk_frames`` frames, then (``adaptive_chunks``, the default) each time the
+        decoder is free, with the frames made meanwhile (4 to ``chunk_frames``,
+        ``tts.stream.MIN_MERGED_FRAMES``; fewer only at the end), or (``adaptive_chunks=False``) one every
+        ``chunk_frames`` frames; the rest last. A chunk's ``audio`` holds only its new samples (``frames x
+        1920``); play chunks back to back and a segment's pause after its last chunk. Chunks carry
+        ``chunk_idx`` (within the segment), ``segment_final`` (the segment's last chunk, which has the pause
+        and the segment's ``similarity``, measured on the whole segment; other chunks have None) and
+        ``frame_start``; ``is_final`` is set only on the very last chunk, ``time_to_first_audio_s`` on the
+        first. The frames are those of the one-shot call with the same seed, and the joined chunks equal its
+        audio within ~1e-4 (see ``tts.stream``). Stop early by closing the generator (``gen.close()``, or
         leaving a ``for`` loop and dropping it): generation stops at its next step.
 
         Parameters

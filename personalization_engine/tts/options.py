@@ -114,8 +114,9 @@ class GenerateOptions:
     """Streaming: earlier frames the decoder sees before each chunk, 0 to 1000 (see
     :attr:`StreamOptions.left_context_frames`). Checked even when not streaming."""
     adaptive_chunks: bool = True
-    """Streaming: later chunks hold the frames ready when the decoder is free, at most
-    ``chunk_frames`` (False: exactly ``chunk_frames``)."""
+    """Streaming: later chunks hold the frames ready when the decoder is free, at least 4
+    (``tts.stream.MIN_MERGED_FRAMES``; fewer only at the end) and at most ``chunk_frames``
+    (False: exactly ``chunk_frames``)."""
     min_new_frames: int | None = None
     """Benchmark-only (keyword ``_min_new_frames``): suppress end-of-speech until this many
     frames, so random-weight models generate a fixed length. Not for users."""

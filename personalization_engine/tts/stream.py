@@ -183,6 +183,12 @@ class ChunkDecoder:
 OVERLAP_DECODE = True
 #: Torch threads of each side while they overlap (2 cores: one each).
 OVERLAP_THREADS = 1
+#: Adaptive chunks after the first wait for at least this many frames (or the end). A codec
+#: call costs ~50 ms plus ~80 ms per frame here (the weights are read once per call), so
+#: one-frame chunks keep the decoder's core busy at its least efficient; waiting for 4 frames
+#: leaves that core to the decode loop's helper thread meanwhile (int8 / bf16 streamed lines
+#: ~10-15 % faster on 2 cores, int4 unchanged: bench/results/bench_synthesis_cpu.txt).
+MIN_MERGED_FRAMES = 4
 _DONE = object()
 
 
@@ -213,7 +219,7 @@ def stream_chunks(model: Any, frames: Iterator[Any], stats: DecodeStats, options
         return
     stop = threading.Event()
     # Adaptive: the worker hands out single frames after the first chunk and the decoder takes
-    # what is ready (up to chunk_frames) each time it is free.
+    # what is ready (at least MIN_MERGED_FRAMES, at most chunk_frames) each time it is free.
     produce = dataclasses.replace(options, chunk_frames=1) if options.adaptive else options
     yield from _overlapped(chunk_frames(_until(frames, stop), stats, produce), stop, decoder, groups, device,
                            options.chunk_frames if options.adaptive else 0)
@@ -243,7 +249,8 @@ def _overlapped(chunks: Generator[tuple[list[Any], bool], None, None], stop: thr
     """Generate on a worker thread, decode (and hand out) on this one, in chunk order.
 
     With ``merge_up_to``, each chunk after the first also takes the worker's later chunks that
-    are already waiting, up to that many frames in all. The worker stops after its current
+    are already waiting, up to that many frames in all, and waits for them until it holds
+    :data:`MIN_MERGED_FRAMES` (or the segment's last frame). The worker stops after its current
     frame once ``stop`` is set (this generator closed, an error or Ctrl-C here) and is joined
     before this generator finishes closing.
     """
@@ -276,7 +283,7 @@ def _overlapped(chunks: Generator[tuple[list[Any], bool], None, None], stop: thr
             chunk, last = item
             while not first and not last and len(chunk) < merge_up_to and held is None:
                 try:
-                    more = ready.get_nowait()
+                    more = ready.get() if len(chunk) < min(MIN_MERGED_FRAMES, merge_up_to) else ready.get_nowait()
                 except queue.Empty:
                     break
                 if more is _DONE or isinstance(more, BaseException):
