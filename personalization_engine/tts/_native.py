@@ -5,10 +5,13 @@ dequantize to bf16 and are compute-bound at batch 1 on a CPU without native bf16
 predictor step (35 linears, 77 M weights) takes 13 ms at int4 on one Zen 3 thread, about
 3 GB/s of packed weights. ``_gemv.c`` quantizes the activation row to int8 per block of 32 and
 sums the products in integers with AVX2 (``vpmaddubsw``), as llama.cpp's Q4_1 x Q8 dot does;
-the same step takes about 4.5 ms, near the memory bandwidth of one core.
+the same step takes about 4.5 ms, near the memory bandwidth of one core. One decode step of a
+whole stack is one call (``_step.c``), and its large products are shared with a helper thread at
+idle priority (``_pool.c``; see :func:`decode_helper`): two cores stream about twice the weights.
 
-Built with the system C compiler (``cc -O3 -shared``; AVX2 + FMA + F16C when the CPU has all
-three, plain C otherwise) into the user cache, keyed by the source's hash and the flags, and
+Built with the system C compiler (``cc -O3 -shared _gemv.c _step.c _pool.c``; AVX2 + FMA + F16C
+when the CPU has all three, plain C otherwise) into the user cache, keyed by the sources' hash and
+the flags, and
 written atomically (a half-built library is never loaded). Where no compiler is found or
 ``PE_NATIVE_KERNELS=0`` is set, :func:`library` returns None and the caller keeps PyTorch's
 kernels. ctypes releases the GIL during a call, so the codec decoder's thread keeps running.
@@ -150,9 +153,10 @@ def describe() -> str:
 def decode_helper(on: bool | None = None) -> bool:
     """Whether the decode step shares its products with a helper thread (``_pool.c``); ``on`` sets it.
 
-    On by default where there are two or more CPUs and :data:`HELPER_SWITCH` is not "0" (set when
-    the library loads). The helper runs at idle priority: it takes only what the other
-    core has spare (the streaming codec decoder first), and results are identical either way.
+    On by default on Linux with two or more CPUs, unless :data:`HELPER_SWITCH` is "0" (set when
+    the library loads). The helper runs at idle priority (SCHED_IDLE, which only Linux has; so
+    elsewhere it stays off unless turned on here): it takes only what the other core has spare
+    (the streaming codec decoder first), and results are identical either way.
     """
     lib = library()
     if lib is None:
@@ -164,7 +168,8 @@ def decode_helper(on: bool | None = None) -> bool:
 
 def _default_helper() -> None:
     if "helper" not in _state:
-        wanted = (os.cpu_count() or 1) >= 2 and os.environ.get(HELPER_SWITCH, "1").strip() != "0"
+        wanted = (sys.platform.startswith("linux") and (os.cpu_count() or 1) >= 2
+                  and os.environ.get(HELPER_SWITCH, "1").strip() != "0")
         decode_helper(wanted)
 
 
@@ -301,7 +306,7 @@ class StackStep:
         # A helper thread whose chunk the caller took back may still be reading these weights:
         # wait for it (microseconds; only ever longer while the machine is saturated) before
         # the references that keep them alive go.
-        lib = _state.get("lib")
+        lib = _state.get("lib") if isinstance(_state, dict) else None  # None: interpreter exit
         if lib is not None:
             lib.pe_pool_quiesce()
 

@@ -13,14 +13,16 @@
  *  - The caller writes the job (row function, its context copied in, output pointer) under a
  *    sequence lock, sets every chunk's state to (job id, FREE) and publishes the id.
  *  - Both threads draw chunk numbers from one counter and claim a chunk by CAS FREE -> theirs.
- *  - The helper computes a chunk into its own buffer, then CAS HELPER -> WRITING, copies, DONE.
- *    When that CAS fails the caller has stolen the chunk: the helper drops its rows.
- *  - The caller, out of chunks, settles them all: FREE ones it computes, HELPER ones it waits
- *    for (at most STEAL_NS) and then steals (CAS HELPER -> STOLEN), WRITING ones it waits for.
+ *  - The helper computes a chunk into the pool's row buffer (never into the caller's output),
+ *    then CAS HELPER -> DONE; when that CAS fails the caller has stolen the chunk.
+ *  - The caller, out of chunks, settles them all: FREE ones it computes, DONE ones it copies from
+ *    the row buffer, HELPER ones it waits for (at most STEAL_NS) and then steals (CAS HELPER ->
+ *    STOLEN) and computes. No wait is longer than STEAL_NS plus a chunk, however the helper is
+ *    scheduled.
  * After a job no chunk is FREE or HELPER, so a late helper can claim nothing of it. The helper
  * reads only its copy of the job, the pool's scratch buffer (activations; never freed) and the
- * weights the context points to: pe_pool_quiesce waits until it reads nothing, and the Python
- * side calls it before those weights can be freed.
+ * weights the context points to, and writes only the pool's row buffer: pe_pool_quiesce waits
+ * until it reads nothing, and the Python side calls it before those weights can be freed.
  */
 #define _GNU_SOURCE  /* SCHED_IDLE, pthread_setname_np */
 #include "_gemv.h"
@@ -47,12 +49,11 @@
 #define SPIN_IDLE_NS 300000L        /* helper: spin this long for the next job, then sleep */
 #define STEAL_NS 30000L             /* caller: wait this long for a claimed chunk, then do it */
 
-enum { ST_FREE = 0, ST_MAIN, ST_HELPER, ST_WRITING, ST_DONE, ST_STOLEN };
+enum { ST_FREE = 0, ST_MAIN, ST_HELPER, ST_DONE, ST_STOLEN };
 
 static struct {
     pe_rows_fn fn;
     unsigned char ctx[POOL_CTX_BYTES];
-    float *y;
     int n, chunks;
 } job;
 
@@ -69,6 +70,7 @@ static int started;
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
 static _Alignas(64) unsigned char scratch[POOL_SCRATCH_BYTES];
+static _Alignas(64) float rows[POOL_MAX_CHUNKS * POOL_CHUNK];  /* the helper's output rows */
 
 static int64_t now_ns(void) {
     struct timespec t;
@@ -87,11 +89,9 @@ static void helper_job(uint64_t id) {
     pe_rows_fn fn = job.fn;
     unsigned char ctx[POOL_CTX_BYTES];
     memcpy(ctx, job.ctx, sizeof ctx);
-    float *y = job.y;
     int n = job.n, chunks = job.chunks;
     atomic_thread_fence(memory_order_acquire);
     if (atomic_load_explicit(&seq, memory_order_relaxed) != id) return;  /* torn: a newer job */
-    float out[POOL_CHUNK];
     for (;;) {
         int c = atomic_fetch_add_explicit(&next_chunk, 1, memory_order_relaxed);
         if (c >= chunks) return;
@@ -99,17 +99,16 @@ static void helper_job(uint64_t id) {
         if (!atomic_compare_exchange_strong(&state[c], &expect, st(id, ST_HELPER))) continue;
         int n0, n1;
         rows_of(c, n, &n0, &n1);
-        fn(ctx, n0, n1, out);
+        fn(ctx, n0, n1, rows + n0);
         long d = atomic_load_explicit(&delay_ns, memory_order_relaxed);
         if (d > 0) {
             struct timespec ts = {d / 1000000000L, d % 1000000000L};
             nanosleep(&ts, NULL);
         }
         expect = st(id, ST_HELPER);
-        if (!atomic_compare_exchange_strong(&state[c], &expect, st(id, ST_WRITING))) continue;  /* stolen */
-        memcpy(y + n0, out, sizeof(float) * (size_t)(n1 - n0));
-        atomic_store_explicit(&state[c], st(id, ST_DONE), memory_order_release);
-        atomic_fetch_add_explicit(&helper_chunks, 1, memory_order_relaxed);
+        if (atomic_compare_exchange_strong_explicit(&state[c], &expect, st(id, ST_DONE), memory_order_release,
+                                                    memory_order_relaxed))
+            atomic_fetch_add_explicit(&helper_chunks, 1, memory_order_relaxed);  /* else: stolen */
     }
 }
 
@@ -222,7 +221,6 @@ void pe_pool_rows(pe_rows_fn fn, const void *ctx, size_t ctx_bytes, int n, float
     atomic_thread_fence(memory_order_release);
     job.fn = fn;
     memcpy(job.ctx, ctx, ctx_bytes);
-    job.y = y;
     job.n = n;
     job.chunks = chunks;
     for (int c = 0; c < chunks; c++) atomic_store_explicit(&state[c], st(id, ST_FREE), memory_order_relaxed);
@@ -244,7 +242,13 @@ void pe_pool_rows(pe_rows_fn fn, const void *ctx, size_t ctx_bytes, int n, float
         for (unsigned spins = 0;; spins++) {
             uint64_t v = atomic_load_explicit(&state[c], memory_order_acquire), expect = v;
             int s_ = (int)(v & 7);
-            if (s_ == ST_DONE || s_ == ST_MAIN || s_ == ST_STOLEN) break;
+            if (s_ == ST_MAIN || s_ == ST_STOLEN) break;
+            if (s_ == ST_DONE) {
+                int n0, n1;
+                rows_of(c, n, &n0, &n1);
+                memcpy(y + n0, rows + n0, sizeof(float) * (size_t)(n1 - n0));
+                break;
+            }
             if (s_ == ST_FREE) {
                 if (atomic_compare_exchange_strong(&state[c], &expect, st(id, ST_MAIN))) {
                     run_chunk(fn, ctx, c, n, y);
@@ -261,7 +265,7 @@ void pe_pool_rows(pe_rows_fn fn, const void *ctx, size_t ctx_bytes, int n, float
                     break;
                 }
             }
-            CPU_RELAX();  /* HELPER (still working) or WRITING (copying its rows) */
+            CPU_RELAX();  /* HELPER: still working on it */
         }
     }
 }
