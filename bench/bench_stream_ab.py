@@ -1,0 +1,97 @@
+"""Streamed synthesis, A/B in one process: stream chunk merging and the decode helper thread.
+
+``bench_synthesis.py`` runs each path in a fresh process, and on this shared 2-core machine the
+speed of a process drifts by 10-15 % from one start to the next, which hides effects of that size.
+This bench loads one model once and runs the four combinations of ``tts.stream.MIN_MERGED_FRAMES``
+(1: each chunk takes whatever frames are ready, the previous behaviour; 4: today's default) and the
+decode helper thread (``tts._native.decode_helper``, on / off) interleaved, ``--reps`` rounds, and
+reports the median RTF and time to first audio of each; then, with ``--one-shot``, the same call
+not streamed (generation, then one codec decode) with the helper on and off, interleaved. Same
+text, reference clip, seed and frame cap as ``bench_synthesis.py``.
+
+Usage::
+
+    .venv/bin/python bench/bench_stream_ab.py --size 0.6b --quant int4 --mode xvector \\
+        --out bench/results/stream_ab.txt --append
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_synthesis import REF, REF_TEXT, TEXT, _load  # noqa: E402  (also puts the checkout on sys.path)
+
+COMBINATIONS = ((1, True), (4, True), (1, False), (4, False))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--size", default="0.6b", choices=["0.6b", "1.7b"])
+    p.add_argument("--quant", default="int4", choices=["int4", "int8", "bf16"])
+    p.add_argument("--mode", default="xvector", choices=["xvector", "icl"])
+    p.add_argument("--frames", type=int, default=50)
+    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--checkpoint", type=Path, help="default /work/cache/full-SIZE")
+    p.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "stream_ab.txt")
+    p.add_argument("--append", action="store_true")
+    p.add_argument("--one-shot", action="store_true", help="also time the call not streamed, helper on / off")
+    args = p.parse_args(argv)
+
+    from personalization_engine.audio_io import load_audio
+    from personalization_engine.rates import FRAMES_PER_S, TTS_SAMPLE_RATE
+    from personalization_engine.tts import _native, stream
+    from personalization_engine.tts.model import load_model
+
+    folder = args.checkpoint or Path(f"/work/cache/full-{args.size}")
+    lines = [f"# {' '.join(['bench/bench_stream_ab.py', *(argv if argv is not None else sys.argv[1:])])}",
+             f"# {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}; load before {_load()}"]
+    model = load_model(str(folder), device="cpu", quant=args.quant)
+    samples, sr = load_audio(REF, sample_rate=TTS_SAMPLE_RATE)
+    voice = model.create_voice((samples, sr), transcript=REF_TEXT if args.mode == "icl" else None, analyze=False)
+
+    def run(stream_: bool = True) -> tuple[float, float]:
+        t0 = time.perf_counter()
+        first = None
+        for _ in model.generate(TEXT, voice, seed=0, max_new_frames=args.frames, _min_new_frames=args.frames,
+                                stream=stream_):
+            first = time.perf_counter() - t0 if first is None else first
+        return time.perf_counter() - t0, float(first or 0.0)
+
+    run()  # warm-up
+    results: dict[tuple[int, bool], list[tuple[float, float]]] = {c: [] for c in COMBINATIONS}
+    for _ in range(args.reps):
+        for merged, helper in COMBINATIONS:
+            stream.MIN_MERGED_FRAMES = merged
+            _native.decode_helper(helper)
+            results[(merged, helper)].append(run())
+    audio_s = args.frames / FRAMES_PER_S
+    for (merged, helper), runs in results.items():
+        wall = statistics.median(w for w, _ in runs)
+        first = statistics.median(f for _, f in runs)
+        lines.append(f"{args.size} {args.quant} {args.mode} min_merged={merged} helper={'on ' if helper else 'off'}: "
+                     f"RTF {wall / audio_s:.2f}, first audio {first:.2f} s; walls {[round(w, 2) for w, _ in runs]}")
+    if args.one_shot:
+        walls: dict[bool, list[float]] = {True: [], False: []}
+        for _ in range(args.reps):
+            for helper in (True, False):
+                _native.decode_helper(helper)
+                walls[helper].append(run(stream_=False)[0])
+        for helper, ws in walls.items():
+            label = f"{args.size} {args.quant} {args.mode} one-shot (not streamed) helper={'on ' if helper else 'off'}"
+            lines.append(f"{label}: RTF {statistics.median(ws) / audio_s:.2f}; walls {[round(w, 2) for w in ws]}")
+    lines.append(f"# load after {_load()}")
+    print("\n".join(lines))
+    with args.out.open("a" if args.append else "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
