@@ -184,10 +184,11 @@ OVERLAP_DECODE = True
 #: Torch threads of each side while they overlap (2 cores: one each).
 OVERLAP_THREADS = 1
 #: Adaptive chunks after the first wait for at least this many frames (or the end). A codec
-#: call costs ~50 ms plus ~80 ms per frame here (the weights are read once per call), so
-#: one-frame chunks keep the decoder's core busy at its least efficient; waiting for 4 frames
-#: leaves that core to the decode loop's helper thread meanwhile (int8 / bf16 streamed lines
-#: ~10-15 % faster on 2 cores, int4 unchanged: bench/results/bench_synthesis_cpu.txt).
+#: call costs ~50 ms plus ~80 ms per frame here (ad-hoc timing of ChunkDecoder by chunk size),
+#: so one-frame chunks keep the decoder's core busy at its least efficient; waiting for 4
+#: frames leaves that core to the decode loop's helper thread meanwhile. With the helper, in one
+#: process (bench/results/stream_ab.txt): 0.6B int4 RTF 1.35 -> 1.28 (a second run: 1.48 ->
+#: 1.43), int8 2.12 -> 2.02, bf16 2.74 -> 2.70, 1.7B int4 1.99 -> 1.72.
 MIN_MERGED_FRAMES = 4
 _DONE = object()
 
