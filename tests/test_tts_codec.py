@@ -15,7 +15,7 @@ qwen_tts = pytest.importorskip("qwen_tts")
 
 from personalization_engine.rates import SAMPLES_PER_FRAME  # noqa: E402
 from personalization_engine.tts.codec import DecoderReport, FusedSnake, optimize_decoder  # noqa: E402
-from personalization_engine.tts.stream import ChunkDecoder  # noqa: E402
+from personalization_engine.tts.stream import ChunkDecoder, decode_whole  # noqa: E402
 
 #: Float32 rounding of the rewritten convs (other summation order); measured 1e-6 on the tiny
 #: decoder, 5e-5 on the full-size one (bench/results/codec.json). The issue allows 1e-2.
@@ -95,6 +95,21 @@ def test_streamed_chunks_join_to_the_one_shot_decode(original_decoder, optimized
     joined = np.concatenate(parts)
     assert len(joined) == len(one_shot)
     assert float(np.abs(joined - one_shot).max()) < 1e-3  # measured ~1e-5 (as unrewritten)
+
+
+@pytest.mark.parametrize("context_frames", [0, 30])
+def test_a_whole_segment_decoded_in_pieces_equals_the_one_shot_decode(original_decoder, optimized_decoder,
+                                                                     context_frames):
+    """decode_whole (the non-streamed path on CPU: 16-frame pieces with carried state, after
+    the ICL reference frames) gives the unchanged decoder's one-shot audio after the context."""
+    codes = _codes(context_frames + 41, seed=3)[0].t()  # (frames, groups)
+    with torch.inference_mode():
+        want = original_decoder(codes.t().unsqueeze(0))[0, 0].numpy()[context_frames * SAMPLES_PER_FRAME:]
+    context = codes[:context_frames] if context_frames else None
+    got = decode_whole(optimized_decoder, codes[context_frames:], context, SAMPLES_PER_FRAME)
+    assert got is not None and got.dtype == np.float32 and len(got) == len(want) == 41 * SAMPLES_PER_FRAME
+    assert float(np.abs(got - want).max()) < TOL
+    assert decode_whole(original_decoder, codes, None, SAMPLES_PER_FRAME) is None  # not optimized: qwen-tts decodes
 
 
 def test_fused_snake_equals_snake_beta(original_decoder):

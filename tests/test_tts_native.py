@@ -10,6 +10,8 @@
   quantized talker and code predictor (hidden state and the key/value cache);
 * the decode helper thread (_pool.c) changes no bit of a stack step, also when the caller takes
   chunks back from it (a helper held up inside its chunks);
+* the one-pass SnakeBeta (_snake.c) equals PyTorch's four passes in both memory layouts, from
+  small arguments to ones beyond its own sine's range (libm's then), in the SIMD and plain builds;
 * the switch back to PyTorch's kernels, the cache key, and the error on a bad shape.
 """
 
@@ -221,3 +223,51 @@ def test_the_decode_helper_changes_no_bit(quantized_tiny: Any, which: str) -> No
         lib.pe_pool_test_delay(0)
         _native.decode_helper(before)
     assert torch.equal(shared, alone) and torch.equal(held_up, alone)
+
+
+def _snake_reference(x: torch.Tensor, alpha: torch.Tensor, inv_beta: torch.Tensor) -> torch.Tensor:
+    """SnakeBeta as PyTorch computes it, in float64 (the value both float32 versions round)."""
+    x64 = x.double()
+    return x64 + inv_beta.double() * torch.sin(alpha.double() * x64) ** 2
+
+
+def _snake_inputs(channels: int, length: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    torch.manual_seed(5)
+    # arguments from 1e-3 to 3e4 (past the SIMD sine's range of 8192), both signs
+    x = torch.randn(2, channels, length) * torch.logspace(-3, 4.5, length)
+    alpha = torch.exp(torch.randn(channels) * 0.5).reshape(1, channels, 1)
+    inv_beta = (1.0 / (torch.exp(torch.randn(channels) * 0.5) + 1e-9)).reshape(1, channels, 1)
+    return x, alpha, inv_beta
+
+
+@pytest.mark.parametrize("channels, length", [(96, 257), (13, 40), (8, 1)])
+def test_one_pass_snake_equals_the_four_passes(channels: int, length: int) -> None:
+    x, alpha, inv_beta = _snake_inputs(channels, length)
+    want = _snake_reference(x, alpha, inv_beta)
+    bound = 2e-6 * (1 + want.abs())  # float32 rounding of values up to ~3e4
+    out = torch.empty_like(x)
+    _native.snake(x, out, alpha, inv_beta)  # channel-major (B, C, T)
+    assert bool(((out.double() - want).abs() <= bound).all())
+    x4 = x.unsqueeze(2).contiguous(memory_format=torch.channels_last)  # time-major (B, C, 1, T)
+    out4 = torch.empty_like(x4)
+    assert out4.is_contiguous(memory_format=torch.channels_last)
+    _native.snake(x4, out4, alpha, inv_beta)
+    assert bool(((out4.squeeze(2).double() - want).abs() <= bound).all())
+
+
+def test_plain_c_snake_equals_the_simd_snake(tmp_path: Path) -> None:
+    if "(AVX2)" not in _native.describe():
+        pytest.skip("this machine has no AVX2 build to compare with")
+    compiler = _native._compiler()
+    assert compiler is not None
+    plain = tmp_path / "plain.so"
+    _native._build(compiler, ["-O2", "-fPIC", "-shared"], plain)
+    lib = ctypes.CDLL(str(plain))
+    x, alpha, inv_beta = _snake_inputs(24, 100)
+    rows = x.unsqueeze(2).contiguous(memory_format=torch.channels_last)
+    simd, out = torch.empty_like(rows), torch.empty_like(rows)
+    _native.snake(rows, simd, alpha, inv_beta)
+    vp = ctypes.c_void_p
+    lib.pe_snake_time_major(vp(rows.data_ptr()), vp(out.data_ptr()), vp(alpha.data_ptr()), vp(inv_beta.data_ptr()),
+                            ctypes.c_long(2 * 100), ctypes.c_int(24))
+    assert float((out - simd).abs().max()) <= 2e-6 * (1 + float(simd.abs().max()))

@@ -37,7 +37,7 @@ _LOGGER = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("_gemv.c")
 #: Every file of the library (compiled together; all of them key the built file).
-SOURCES = (SOURCE, SOURCE.with_name("_step.c"), SOURCE.with_name("_pool.c"))
+SOURCES = (SOURCE, SOURCE.with_name("_step.c"), SOURCE.with_name("_pool.c"), SOURCE.with_name("_snake.c"))
 HEADER = SOURCE.with_name("_gemv.h")
 #: Set to "0" to keep the decode step's products on the decode thread alone (no helper thread).
 HELPER_SWITCH = "PE_DECODE_HELPER"
@@ -48,7 +48,7 @@ BLOCK = 32
 #: The packed weight layout ``_gemv.c`` reads; part of the quant cache's key (a cache packed
 #: for another layout is rebuilt, never misread).
 LAYOUT = "q4-pairs+q8-blocks32-fp16-scales+bf16-v1"
-_ABI = 5
+_ABI = 6
 _SIMD_FLAGS = ("-mavx2", "-mfma", "-mf16c")
 
 _state: dict[str, Any] = {}
@@ -133,6 +133,9 @@ def library() -> Any | None:
     lib.pe_pool_enable.argtypes = [i]
     lib.pe_pool_test_delay.argtypes = [ctypes.c_long]
     lib.pe_pool_helper_chunks.restype = lib.pe_pool_stolen_chunks.restype = ctypes.c_long
+    lib.pe_snake_time_major.argtypes = [vp, vp, vp, vp, ctypes.c_long, i]
+    lib.pe_snake_channel_major.argtypes = [vp, vp, vp, vp, ctypes.c_long, i, ctypes.c_long]
+    lib.pe_snake_time_major.restype = lib.pe_snake_channel_major.restype = None
     _state["lib"] = lib
     _default_helper()
     _state["simd"] = bool(lib.pe_simd())
@@ -238,6 +241,13 @@ def _split(call: Callable[[int, int], int], name: str, m: int, n: int, k: int) -
     ctypes releases the GIL, so the parts run in parallel; each writes its own output columns.
     """
     parts = PREFILL_THREADS if m > 1 and m * n * k >= _SPLIT_MACS and n >= 64 else 1
+    if any(_in_parts(call, n, parts)):
+        raise RuntimeError(f"{name} failed for {m} x {k} activations and {n} outputs (K % {BLOCK} or memory)")
+
+
+def _in_parts(call: Callable[[int, int], Any], n: int, parts: int) -> list[Any]:
+    """``call(lo, hi)`` over ``parts`` consecutive ranges of ``range(n)``, the first on this thread,
+    the others on the pool's (ctypes releases the GIL); their results in order."""
     bounds = [(n * i // parts, n * (i + 1) // parts) for i in range(parts)]
     futures = []
     if parts > 1:
@@ -246,9 +256,36 @@ def _split(call: Callable[[int, int], int], name: str, m: int, n: int, k: int) -
 
             _pool.append(ThreadPoolExecutor(max_workers=PREFILL_THREADS - 1, thread_name_prefix="pe-gemm"))
         futures = [_pool[0].submit(call, lo, hi) for lo, hi in bounds[1:]]
-    codes = [call(*bounds[0])] + [f.result() for f in futures]
-    if any(codes):
-        raise RuntimeError(f"{name} failed for {m} x {k} activations and {n} outputs (K % {BLOCK} or memory)")
+    return [call(*bounds[0])] + [f.result() for f in futures]
+
+
+#: Elements from which :func:`snake` splits its rows across the caller's torch threads.
+_SPLIT_ELEMENTS = 1 << 18
+
+
+def snake(x: Any, out: Any, alpha: Any, inv_beta: Any) -> None:
+    """``out = x + inv_beta * sin(alpha * x)^2`` per channel (the codec's SnakeBeta, ``_snake.c``).
+
+    ``x`` and ``out``: fp32 (B, C, 1, T) in channels-last memory, or contiguous (B, C, T);
+    ``alpha``, ``inv_beta``: C contiguous fp32 values. Split across the caller's torch threads
+    (one in a streamed decode, where the decode loop has the other core)."""
+    import torch
+
+    lib, c, item = _lib(), int(x.shape[1]), x.element_size()
+    xp, yp, ap, bp = x.data_ptr(), out.data_ptr(), alpha.data_ptr(), inv_beta.data_ptr()
+    if x.dim() == 4:  # time-major rows of C
+        rows = int(x.shape[0]) * int(x.shape[3])
+
+        def call(lo: int, hi: int) -> None:
+            lib.pe_snake_time_major(xp + lo * c * item, yp + lo * c * item, ap, bp, hi - lo, c)
+    else:  # rows of T, one per (batch, channel): one part (row r is channel r % C from row 0)
+        rows, length = int(x.shape[0]) * c, int(x.shape[2])
+
+        def call(lo: int, hi: int) -> None:
+            lib.pe_snake_channel_major(xp, yp, ap, bp, hi - lo, c, length)
+    split = x.dim() == 4 and x.numel() >= _SPLIT_ELEMENTS
+    parts = max(1, min(torch.get_num_threads(), PREFILL_THREADS)) if split else 1
+    _in_parts(call, rows, parts)
 
 
 # --- one decode step of a whole stack (pe_stack_step) --------------------------------------------

@@ -53,7 +53,7 @@ from .runtime import (
     reset_peak_memory,
     torch_module,
 )
-from .stream import stream_chunks
+from .stream import decode_whole, stream_chunks
 from .voice import Voice, check_voice
 
 _LOGGER = logging.getLogger(__name__)
@@ -458,6 +458,9 @@ class TTSModel:
         """Codec frames -> float32 waveform of exactly frames x samples_per_frame samples."""
         if codes.shape[0] == 0:
             return np.zeros(0, dtype=np.float32)
+        whole = decode_whole(self._qwen.model.speech_tokenizer.model.decoder, codes, context, self.samples_per_frame)
+        if whole is not None:
+            return whole
         torch = torch_module()
         n_ctx = 0 if context is None else int(context.shape[0])
         full = codes if context is None else torch.cat([context.to(codes.device), codes], dim=0)
