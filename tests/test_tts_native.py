@@ -154,6 +154,29 @@ def test_native_stack_step_equals_the_layer_by_layer_forward(quantized_tiny: Any
         assert float((k_nat - k_ref).abs().max()) <= 1e-4 * (float(k_ref.abs().max()) + 1e-6)
 
 
+def test_a_short_prefill_runs_natively_and_equals_the_pytorch_prefill(quantized_tiny: Any) -> None:
+    """The code predictor's two-position start of each frame: one native step per position
+    gives the hidden states and the cache of the causal PyTorch prefill."""
+    from personalization_engine.tts.engine import Decoder
+
+    stack = Decoder(quantized_tiny).predictor_stack
+    assert stack.native is not None and layers.NATIVE_PREFILL_MAX >= 2
+    torch_stack = dataclasses.replace(stack, native=None)
+    hidden = int(stack.norm_weight.shape[0])
+    torch.manual_seed(6)
+    x = torch.randn(1, 2, hidden)
+    native_cache, ref_cache = stack.allocate(4), stack.allocate(4)
+    with torch.inference_mode():
+        native = layers.forward(stack, x, native_cache, torch.arange(2))
+        reference = layers.forward(torch_stack, x, ref_cache, torch.arange(2))
+    assert native.shape == reference.shape == (1, 2, hidden)
+    assert native_cache.pointers is not None  # the native step ran (it builds the pointers)
+    assert ref_cache.pointers is None
+    assert float((native - reference).abs().max()) <= 1e-4 * float(reference.abs().max())
+    for k_nat, k_ref in zip(native_cache.keys + native_cache.values, ref_cache.keys + ref_cache.values, strict=True):
+        assert float((k_nat[:, :, :2] - k_ref[:, :, :2]).abs().max()) <= 1e-4 * (float(k_ref.abs().max()) + 1e-6)
+
+
 def test_switch_off_gives_pytorch_kernels_and_the_cache_is_rebuilt(tiny_checkpoint: Path, tmp_path: Path) -> None:
     from personalization_engine.tts.device import load_qwen
 
