@@ -2,9 +2,9 @@
 
 ``bench_synthesis.py`` runs each path in a fresh process, and on this shared 2-core machine the
 speed of a process drifts by 10-15 % from one start to the next, which hides effects of that size.
-This bench loads one model once and runs the four combinations of ``tts.stream.MIN_MERGED_FRAMES``
-(1: each chunk takes whatever frames are ready, the previous behaviour; 4: today's default) and the
-decode helper thread (``tts._native.decode_helper``, on / off) interleaved, ``--reps`` rounds, and
+This bench loads one model once and runs the combinations of ``tts.stream.MIN_MERGED_FRAMES``
+(``--merged``, default 1 and 4; 1: each chunk takes whatever frames are ready) and the decode
+helper thread (``tts._native.decode_helper``, ``--helper``, default on and off) interleaved, ``--reps`` rounds, and
 reports the median RTF and time to first audio of each; then, with ``--one-shot``, the same call
 not streamed (generation, then one codec decode) with the helper on and off, interleaved. Same
 text, reference clip, seed and frame cap as ``bench_synthesis.py``.
@@ -28,8 +28,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_synthesis import REF, REF_TEXT, TEXT, _load  # noqa: E402  (also puts the checkout on sys.path)
 
-COMBINATIONS = ((1, True), (4, True), (1, False), (4, False))
-
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -41,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint", type=Path, help="default /work/cache/full-SIZE")
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "stream_ab.txt")
     p.add_argument("--append", action="store_true")
+    p.add_argument("--merged", type=int, nargs="+", default=[1, 4], help="MIN_MERGED_FRAMES values to compare")
+    p.add_argument("--helper", nargs="+", default=["on", "off"], choices=["on", "off"])
     p.add_argument("--one-shot", action="store_true", help="also time the call not streamed, helper on / off")
     args = p.parse_args(argv)
 
@@ -65,9 +65,10 @@ def main(argv: list[str] | None = None) -> int:
         return time.perf_counter() - t0, float(first or 0.0)
 
     run()  # warm-up
-    results: dict[tuple[int, bool], list[tuple[float, float]]] = {c: [] for c in COMBINATIONS}
+    combinations = [(merged, helper == "on") for helper in args.helper for merged in args.merged]
+    results: dict[tuple[int, bool], list[tuple[float, float]]] = {c: [] for c in combinations}
     for _ in range(args.reps):
-        for merged, helper in COMBINATIONS:
+        for merged, helper in combinations:
             stream.MIN_MERGED_FRAMES = merged
             _native.decode_helper(helper)
             results[(merged, helper)].append(run())
