@@ -206,7 +206,7 @@ OVERLAP_DECODE = True
 #: Torch threads of each side while they overlap (2 cores: one each).
 OVERLAP_THREADS = 1
 #: Adaptive chunks after the first wait for at least this many frames (or the end). A codec
-#: call costs ~50 ms plus ~80 ms per frame here (ad-hoc timing of ChunkDecoder by chunk size),
+#: call costs ~55 ms plus ~65 ms per frame here (ad-hoc timing of ChunkDecoder by chunk size),
 #: so one-frame chunks keep the decoder's core busy at its least efficient; waiting for 4
 #: frames leaves that core to the decode loop's helper thread meanwhile. With the helper, in one
 #: process (bench/results/stream_ab.txt): 0.6B int4 RTF 1.35 -> 1.28 (a second run: 1.48 ->
