@@ -76,15 +76,22 @@ def test_codes_round_to_the_nearest_level() -> None:
     assert torch.equal(zero.dequantize(), torch.zeros(16, 64))
 
 
-def test_plain_c_build_equals_the_simd_build(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def plain_lib(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The kernels built without SIMD flags (the plain-C fallback), to compare with the AVX2 build."""
     if "(AVX2)" not in _native.describe():
         pytest.skip("this machine has no AVX2 build to compare with")
     compiler = _native._compiler()
     assert compiler is not None
-    plain = tmp_path / "plain.so"
+    plain = tmp_path_factory.mktemp("plain") / "plain.so"
     _native._build(compiler, ["-O2", "-fPIC", "-shared"], plain)
     lib = ctypes.CDLL(str(plain))
     assert lib.pe_simd() == 0
+    return lib
+
+
+def test_plain_c_build_equals_the_simd_build(plain_lib: Any) -> None:
+    lib = plain_lib
     torch.manual_seed(2)
     module = NativeInt4Linear.from_float(torch.randn(24, 544) * 0.02)
     x = torch.randn(2, 544)
@@ -278,14 +285,8 @@ def test_one_pass_snake_equals_the_four_passes(channels: int, length: int) -> No
     assert bool(((out4.squeeze(2).double() - want).abs() <= bound).all())
 
 
-def test_plain_c_snake_equals_the_simd_snake(tmp_path: Path) -> None:
-    if "(AVX2)" not in _native.describe():
-        pytest.skip("this machine has no AVX2 build to compare with")
-    compiler = _native._compiler()
-    assert compiler is not None
-    plain = tmp_path / "plain.so"
-    _native._build(compiler, ["-O2", "-fPIC", "-shared"], plain)
-    lib = ctypes.CDLL(str(plain))
+def test_plain_c_snake_equals_the_simd_snake(plain_lib: Any) -> None:
+    lib = plain_lib
     x, alpha, inv_beta = _snake_inputs(24, 100)
     rows = x.unsqueeze(2).contiguous(memory_format=torch.channels_last)
     simd, out = torch.empty_like(rows), torch.empty_like(rows)
