@@ -8,8 +8,9 @@
   same memory;
 * one native stack step equals the layer-by-layer PyTorch forward on the tiny checkpoint's
   quantized talker and code predictor (hidden state and the key/value cache);
-* the decode helper thread (_pool.c) changes no bit of a stack step, also when the caller takes
-  chunks back from it (a helper held up inside its chunks);
+* the decode helper thread (_pool.c) changes no bit of a stack step (one token, or the two of a
+  short prefill in one call), also when the caller takes chunks back from it (a helper held up
+  inside its chunks); the short prefill equals the PyTorch prefill;
 * the one-pass SnakeBeta (_snake.c) equals PyTorch's four passes in both memory layouts, from
   small arguments to ones beyond its own sine's range (libm's then), in the SIMD and plain builds;
 * the switch back to PyTorch's kernels, the cache key, and the error on a bad shape.
@@ -162,7 +163,7 @@ def test_native_stack_step_equals_the_layer_by_layer_forward(quantized_tiny: Any
 
 
 def test_a_short_prefill_runs_natively_and_equals_the_pytorch_prefill(quantized_tiny: Any) -> None:
-    """The code predictor's two-position start of each frame: one native step per position
+    """The code predictor's two-position start of each frame: one native call for both tokens
     gives the hidden states and the cache of the causal PyTorch prefill."""
     from personalization_engine.tts.engine import Decoder
 
@@ -209,18 +210,21 @@ def test_bad_shape_is_refused_with_a_clear_error() -> None:
 
 
 def _steps(stack: Any, steps: int) -> torch.Tensor:
-    """``steps`` native decode steps of ``stack`` from a fixed start (hidden states stacked)."""
-    capacity = min(steps + 1, int(stack.cos.shape[0]))
+    """A native two-token prefill (both tokens in one call), then ``steps`` native decode steps
+    of ``stack`` from a fixed start (hidden states stacked)."""
+    capacity = min(steps + 3, int(stack.cos.shape[0]))
     hidden = int(stack.norm_weight.shape[0])
     gen = torch.Generator().manual_seed(5)
-    h = torch.randn(1, 1, hidden, generator=gen)
-    cache, slots, outs = stack.allocate(capacity), torch.arange(capacity), []
+    cache, slots = stack.allocate(capacity), torch.arange(capacity)
     with torch.inference_mode():
-        for pos in range(capacity):
+        h = layers.forward(stack, torch.randn(1, 2, hidden, generator=gen), cache, torch.arange(2))
+        outs = [h]
+        h = h[:, -1:]
+        for pos in range(2, capacity):
             position = torch.tensor([pos])
             h = layers.forward(stack, h, cache, position, layers.visible(position, slots))
             outs.append(h)
-    return torch.cat(outs)
+    return torch.cat(outs, dim=1)
 
 
 @pytest.mark.parametrize("which", ["talker", "predictor"])

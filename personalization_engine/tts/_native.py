@@ -48,7 +48,7 @@ BLOCK = 32
 #: The packed weight layout ``_gemv.c`` reads; part of the quant cache's key (a cache packed
 #: for another layout is rebuilt, never misread).
 LAYOUT = "q4-pairs+q8-blocks32-fp16-scales+bf16-v1"
-_ABI = 6
+_ABI = 7
 _SIMD_FLAGS = ("-mavx2", "-mfma", "-mf16c")
 
 _state: dict[str, Any] = {}
@@ -128,8 +128,8 @@ def library() -> Any | None:
     lib.pe_gemm_q8.argtypes = [vp, vp, vp, vp, i, i, i, i, i]
     lib.pe_gemm_bf16.argtypes = [vp, vp, vp, i, i, i, i, i]
     lib.pe_gemm_q4.restype = lib.pe_gemm_q8.restype = lib.pe_gemm_bf16.restype = i
-    lib.pe_stack_step.argtypes = [ctypes.POINTER(_Stack), vp, i, ctypes.POINTER(vp), ctypes.POINTER(vp), i]
-    lib.pe_stack_step.restype = i
+    lib.pe_stack_rows.argtypes = [ctypes.POINTER(_Stack), vp, i, i, ctypes.POINTER(vp), ctypes.POINTER(vp), i]
+    lib.pe_stack_rows.restype = i
     lib.pe_pool_enable.argtypes = [i]
     lib.pe_pool_test_delay.argtypes = [ctypes.c_long]
     lib.pe_pool_helper_chunks.restype = lib.pe_pool_stolen_chunks.restype = ctypes.c_long
@@ -288,7 +288,7 @@ def snake(x: Any, out: Any, alpha: Any, inv_beta: Any) -> None:
     _in_parts(call, rows, parts)
 
 
-# --- one decode step of a whole stack (pe_stack_step) --------------------------------------------
+# --- one decode step of a whole stack (pe_stack_rows) --------------------------------------------
 
 
 #: The activation classes the C step's SiLU stands for (torch's and transformers').
@@ -328,7 +328,7 @@ def _lin(module: Any) -> _Lin | None:
 
 
 class StackStep:
-    """:func:`.layers.forward` for one token, in one native call (``pe_stack_step``).
+    """:func:`.layers.forward` for one token (or a short prefill), in one native call (``pe_stack_rows``).
 
     Built by :meth:`build` only when the whole stack fits what the C step implements: every
     projection native-packed (q|k|v and gate|up fused), SiLU, fp32 norms and rotary tables, one
@@ -390,11 +390,15 @@ class StackStep:
         return keys, values, int(cache.keys[0].shape[2])
 
     def __call__(self, x: Any, position: int, pointers: tuple[Any, Any, int]) -> Any:
-        """Hidden state (1, 1, hidden) after the stack for token ``x`` (1, 1, hidden) at ``position``."""
+        """Hidden states (1, n, hidden) after the stack for the tokens ``x`` (1, n, hidden) at
+        ``position`` .. ``position + n - 1``, each attending to the cache up to itself (n > 1: a
+        short causal prefill; each weight is read once for all n tokens)."""
+        n = int(x.shape[1])
         out = x.reshape(-1).clone()  # the C step works in place on a contiguous copy
         keys, values, capacity = pointers
-        rc = _lib().pe_stack_step(ctypes.byref(self._struct), out.data_ptr(), int(position), keys, values, capacity)
+        rc = _lib().pe_stack_rows(ctypes.byref(self._struct), out.data_ptr(), int(position), n, keys, values,
+                                  capacity)
         if rc != 0:
-            raise RuntimeError(f"pe_stack_step failed at position {position} (capacity {capacity}, "
-                               f"rotary table {self._struct.rope_len}) or out of memory")
-        return out.view(1, 1, -1)
+            raise RuntimeError(f"pe_stack_rows failed at positions {position}..{position + n - 1} (capacity "
+                               f"{capacity}, rotary table {self._struct.rope_len}) or out of memory")
+        return out.view(1, n, -1)

@@ -1,6 +1,6 @@
 /* An opportunistic second thread for the decode step's matrix-vector products (see _gemv.c).
  *
- * pe_stack_step runs on the decode loop's thread, and one token's products are memory-bound: one
+ * pe_stack_rows runs on the decode loop's thread, and one token's products are memory-bound: one
  * core streams about half of what two cores stream together. With the pool on, the output rows
  * of each large product are handed out in chunks to the calling thread and to one helper thread
  * that runs at the lowest scheduling priority (SCHED_IDLE on Linux). The helper takes only what

@@ -171,9 +171,9 @@ def _attention(stack: Stack, layer: Any, x: torch.Tensor, cache: KVCache, idx: i
     return attn.o_proj(out.transpose(1, 2).reshape(1, n, stack.heads * stack.head_dim))
 
 
-#: Prefills of up to this many positions run as one native step per position (the code
-#: predictor's two-position start of every frame: ~13 ms of PyTorch ops per frame on the
-#: full-size 0.6B at int4, ~7 ms as two native steps that share their products with the helper).
+#: Prefills of up to this many positions run as one native call (the code predictor's
+#: two-position start of every frame: ~13 ms of PyTorch ops per frame on the full-size 0.6B at
+#: int4; natively each weight is read once for both positions).
 NATIVE_PREFILL_MAX = 2
 
 
@@ -190,11 +190,8 @@ def forward(stack: Stack, x: torch.Tensor, cache: KVCache, positions: torch.Tens
             (mask is not None and n == 1) or (mask is None and n <= NATIVE_PREFILL_MAX)):
         if cache.pointers is None:
             cache.pointers = stack.native.pointers(cache)
-        if n == 1:
-            return stack.native(x, int(positions[0]), cache.pointers)
-        # a short prefill (positions 0..n-1): one native step per position, each attending to
-        # the ones before it through the cache, as the causal prefill does
-        return torch.cat([stack.native(x[:, i:i + 1], i, cache.pointers) for i in range(n)], dim=1)
+        # decode: one token at positions[0]; a short prefill: the tokens at 0..n-1 in one call
+        return stack.native(x, int(positions[0]) if mask is not None else 0, cache.pointers)
     cos, sin = rope if rope is not None else (stack.cos.index_select(0, positions),
                                               stack.sin.index_select(0, positions))
     for idx, layer in enumerate(stack.layers):
