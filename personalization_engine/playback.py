@@ -96,6 +96,9 @@ class Player:
         self._ready_samples = 0
         self._sounding_until = 0.0  # monotonic time the last handed-over sample leaves the device
         self._starving = False
+        # the utterance being fed has sounded: a dry queue before its first sample is the time
+        # to first audio (a slow first resample, say), not an underrun
+        self._sounding = False
         self._stream_lock = threading.RLock()  # guards opening, closing and aborting the stream
         self._stream: Any = None
         self._out_rate = 0
@@ -103,7 +106,8 @@ class Player:
         self._frames_out = 0  # frames the callback has handed to the device (sound or silence)
         self._thread: threading.Thread | None = None
         self.underruns = 0
-        """Times the queue ran dry while an utterance was still being fed (silence was played)."""
+        """Times the queue ran dry while an utterance that had begun to sound was still being fed
+        (silence was played)."""
         self.starved_s = 0.0
         """Seconds of silence played because of underruns."""
         self.error: DeviceError | None = None
@@ -402,11 +406,15 @@ class Player:
             rate = self._out_rate or 1
             if n:
                 self._sounding_until = time.monotonic() + self._latency + frames / rate
+                self._sounding = True
             if n < frames:
                 out[n:] = 0.0  # underrun or idle: silence, never garbage
                 gate = self._gate
                 holding = gate.policy is not None and not gate.open
-                if (self._expecting or self._pending) and not holding:
+                fed = bool(self._expecting or self._pending)
+                if not fed:
+                    self._sounding = False  # the utterance is over; the next one starts afresh
+                if fed and self._sounding and not holding:
                     self.starved_s += (frames - n) / rate
                     gate.starved_s += (frames - n) / rate
                     if not self._starving:

@@ -241,6 +241,33 @@ def test_underrun_plays_silence_and_recovers(null_sink, tmp_path):
     assert np.max(np.abs(gap)) < 1e-3  # silence, not garbage or a repeated buffer
 
 
+def test_a_late_first_chunk_is_not_an_underrun(null_sink):
+    """Bug (a fresh clone's CI): the first chunk of an utterance reached the device late (its
+    worker's first resample imported soxr, compiling it), the callback found the queue empty
+    while the utterance was being fed and counted an underrun before anything had sounded. A
+    wait before the first sample is the time to first audio; only a gap after it is an
+    underrun. Here the worker is held off the queue for 0.5 s after the first feed (the test
+    holds the player's queue lock, as a slow worker would keep the chunk from the device)."""
+    sr = 24_000
+    from .conftest import make_tone
+
+    first, second = make_tone(300.0, 0.3, sr), make_tone(500.0, 0.3, sr)
+    player = playback.Player(keep_open=True)
+    player.open()
+    assert player.wait_ready(timeout=10.0)
+    try:
+        with player._cond:  # (re-entrant) the worker cannot take the chunk before it is free
+            player.feed(first, sr)
+            time.sleep(0.5)  # the device asks for audio meanwhile: silence, and nothing has sounded
+        assert player.underruns == 0
+        time.sleep(0.1)
+        player.feed(second, sr, final=True)
+        assert player.wait(timeout=5.0)
+    finally:
+        player.close()
+    assert player.error is None and player.underruns == 0
+
+
 def test_device_lookup_by_name_and_index(null_sink):
     devices = audio_device.list_devices()
     default = next(d for d in devices if d.is_default_input)
