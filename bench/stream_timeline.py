@@ -1,0 +1,96 @@
+"""Where a streamed line's time goes: when each frame is made, when the codec decoder is busy.
+
+One model, loaded once; each round streams the bench sentence (``bench_synthesis.py``'s text,
+reference clip, seed and frame cap) and records, without changing what runs, the time each frame
+leaves the decode loop (``tts.engine.Decoder.frames``) and the start, end and size of each codec
+call (``tts.stream.ChunkDecoder.decode``), both wrapped for timing only. Reported per round: wall
+time and RTF, the first and last frame, the median gap between frames (generation's pace while the
+decoder runs beside it), the decoder's busy time and chunk sizes, and the tail (from the last frame
+to the end of the line).
+
+    .venv/bin/python bench/stream_timeline.py --quant int4 --out bench/results/stream_timeline.txt
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_synthesis import REF, TEXT, _load  # noqa: E402  (also puts the checkout on sys.path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--size", default="0.6b", choices=["0.6b", "1.7b"])
+    p.add_argument("--quant", default="int4", choices=["int4", "int8", "bf16"])
+    p.add_argument("--frames", type=int, default=50)
+    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--checkpoint", type=Path, help="default /work/cache/full-SIZE")
+    p.add_argument("--out", type=Path, required=True)
+    args = p.parse_args(argv)
+
+    from personalization_engine.audio_io import load_audio
+    from personalization_engine.rates import FRAMES_PER_S, TTS_SAMPLE_RATE
+    from personalization_engine.tts import engine, stream
+    from personalization_engine.tts.model import load_model
+
+    folder = args.checkpoint or Path(f"/work/cache/full-{args.size}")
+    lines = [f"# {' '.join(['bench/stream_timeline.py', *(argv if argv is not None else sys.argv[1:])])}",
+             f"# {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}; load before {_load()}"]
+    model = load_model(str(folder), device="cpu", quant=args.quant)
+    samples, sr = load_audio(REF, sample_rate=TTS_SAMPLE_RATE)
+    voice = model.create_voice((samples, sr), analyze=False)
+
+    frame_times: list[float] = []
+    calls: list[tuple[float, float, int]] = []
+    frames_of, decode_of = engine.Decoder.frames, stream.ChunkDecoder.decode
+
+    def frames(self: Any, *a: Any, **k: Any) -> Any:
+        for frame in frames_of(self, *a, **k):
+            frame_times.append(time.perf_counter())
+            yield frame
+
+    def decode(self: Any, codes: Any) -> Any:
+        t = time.perf_counter()
+        out = decode_of(self, codes)
+        calls.append((t, time.perf_counter(), int(codes.shape[0])))
+        return out
+
+    engine.Decoder.frames, stream.ChunkDecoder.decode = frames, decode  # type: ignore[method-assign]
+    audio_s = args.frames / FRAMES_PER_S
+    try:
+        for rep in range(args.reps + 1):  # the first round warms up
+            frame_times.clear()
+            calls.clear()
+            t0 = time.perf_counter()
+            for _ in model.generate(TEXT, voice, stream=True, seed=0, max_new_frames=args.frames,
+                                    _min_new_frames=args.frames):
+                pass
+            wall = time.perf_counter() - t0
+            if rep == 0:
+                continue
+            gaps = [b - a for a, b in zip(frame_times, frame_times[1:], strict=False)]
+            busy = sum(end - start for start, end, _ in calls)
+            first, last, pace = frame_times[0] - t0, frame_times[-1] - t0, 1000 * statistics.median(gaps)
+            lines.append(
+                f"{args.size} {args.quant} round {rep}: wall {wall:.2f} s, RTF {wall / audio_s:.2f}; first frame "
+                f"{first:.2f} s, last {last:.2f} s, {pace:.0f} ms between frames (median); decoder busy {busy:.2f} s "
+                f"({100 * busy / wall:.0f} % of the line) in {len(calls)} calls of {[n for _, _, n in calls]} frames; "
+                f"tail {wall - last:.2f} s")
+    finally:
+        engine.Decoder.frames, stream.ChunkDecoder.decode = frames_of, decode_of  # type: ignore[method-assign]
+    lines.append(f"# load after {_load()}")
+    print("\n".join(lines))
+    with args.out.open("a", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
