@@ -33,7 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--size", default="0.6b", choices=["0.6b", "1.7b"])
     p.add_argument("--quant", default="int4", choices=["int4", "int8", "bf16"])
-    p.add_argument("--mode", default="xvector", choices=["xvector", "icl"])
+    p.add_argument("--mode", nargs="+", default=["xvector"], choices=["xvector", "icl"],
+                   help="voice modes (several: compared interleaved, e.g. ICL against x-vector)")
     p.add_argument("--frames", type=int, default=50)
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--checkpoint", type=Path, help="default /work/cache/full-SIZE")
@@ -54,39 +55,43 @@ def main(argv: list[str] | None = None) -> int:
              f"# {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}; load before {_load()}"]
     model = load_model(str(folder), device="cpu", quant=args.quant)
     samples, sr = load_audio(REF, sample_rate=TTS_SAMPLE_RATE)
-    voice = model.create_voice((samples, sr), transcript=REF_TEXT if args.mode == "icl" else None, analyze=False)
+    voices = {mode: model.create_voice((samples, sr), transcript=REF_TEXT if mode == "icl" else None, analyze=False)
+              for mode in args.mode}
 
-    def run(stream_: bool = True) -> tuple[float, float]:
+    def run(mode: str, stream_: bool = True) -> tuple[float, float]:
         t0 = time.perf_counter()
         first = None
-        for _ in model.generate(TEXT, voice, seed=0, max_new_frames=args.frames, _min_new_frames=args.frames,
-                                stream=stream_):
+        for _ in model.generate(TEXT, voices[mode], seed=0, max_new_frames=args.frames,
+                                _min_new_frames=args.frames, stream=stream_):
             first = time.perf_counter() - t0 if first is None else first
         return time.perf_counter() - t0, float(first or 0.0)
 
-    run()  # warm-up
-    combinations = [(merged, helper == "on") for helper in args.helper for merged in args.merged]
-    results: dict[tuple[int, bool], list[tuple[float, float]]] = {c: [] for c in combinations}
+    for mode in args.mode:
+        run(mode)  # warm-up (an ICL voice also primes the codec with its reference frames)
+    combinations = [(mode, merged, helper == "on") for helper in args.helper for merged in args.merged
+                    for mode in args.mode]
+    results: dict[tuple[str, int, bool], list[tuple[float, float]]] = {c: [] for c in combinations}
     for _ in range(args.reps):
-        for merged, helper in combinations:
+        for mode, merged, helper in combinations:
             stream.MIN_MERGED_FRAMES = merged
             _native.decode_helper(helper)
-            results[(merged, helper)].append(run())
+            results[(mode, merged, helper)].append(run(mode))
     audio_s = args.frames / FRAMES_PER_S
-    for (merged, helper), runs in results.items():
+    for (mode, merged, helper), runs in results.items():
         wall = statistics.median(w for w, _ in runs)
         first = statistics.median(f for _, f in runs)
-        lines.append(f"{args.size} {args.quant} {args.mode} min_merged={merged} helper={'on ' if helper else 'off'}: "
+        lines.append(f"{args.size} {args.quant} {mode} min_merged={merged} helper={'on ' if helper else 'off'}: "
                      f"RTF {wall / audio_s:.2f}, first audio {first:.2f} s; walls {[round(w, 2) for w, _ in runs]}")
     if args.one_shot:
-        walls: dict[bool, list[float]] = {True: [], False: []}
-        for _ in range(args.reps):
-            for helper in (True, False):
-                _native.decode_helper(helper)
-                walls[helper].append(run(stream_=False)[0])
-        for helper, ws in walls.items():
-            label = f"{args.size} {args.quant} {args.mode} one-shot (not streamed) helper={'on ' if helper else 'off'}"
-            lines.append(f"{label}: RTF {statistics.median(ws) / audio_s:.2f}; walls {[round(w, 2) for w in ws]}")
+        for mode in args.mode:
+            walls: dict[bool, list[float]] = {True: [], False: []}
+            for _ in range(args.reps):
+                for helper in (True, False):
+                    _native.decode_helper(helper)
+                    walls[helper].append(run(mode, stream_=False)[0])
+            for helper, ws in walls.items():
+                label = f"{args.size} {args.quant} {mode} one-shot (not streamed) helper={'on ' if helper else 'off'}"
+                lines.append(f"{label}: RTF {statistics.median(ws) / audio_s:.2f}; walls {[round(w, 2) for w in ws]}")
     lines.append(f"# load after {_load()}")
     print("\n".join(lines))
     with args.out.open("a" if args.append else "w", encoding="utf-8") as f:
