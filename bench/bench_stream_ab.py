@@ -26,7 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_synthesis import REF, REF_TEXT, TEXT, _load  # noqa: E402  (also puts the checkout on sys.path)
+from bench_synthesis import REF_TEXT, TEXT, _load, in_process_setup  # noqa: E402  (also puts the checkout on sys.path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,17 +45,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--one-shot", action="store_true", help="also time the call not streamed, helper on / off")
     args = p.parse_args(argv)
 
-    from personalization_engine.audio_io import load_audio
-    from personalization_engine.rates import FRAMES_PER_S, TTS_SAMPLE_RATE
+    from personalization_engine.rates import FRAMES_PER_S
     from personalization_engine.tts import _native, stream
-    from personalization_engine.tts.model import load_model
 
-    folder = args.checkpoint or Path(f"/work/cache/full-{args.size}")
-    lines = [f"# {' '.join(['bench/bench_stream_ab.py', *(argv if argv is not None else sys.argv[1:])])}",
-             f"# {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}; load before {_load()}"]
-    model = load_model(str(folder), device="cpu", quant=args.quant)
-    samples, sr = load_audio(REF, sample_rate=TTS_SAMPLE_RATE)
-    voices = {mode: model.create_voice((samples, sr), transcript=REF_TEXT if mode == "icl" else None, analyze=False)
+    lines, model, reference = in_process_setup("bench/bench_stream_ab.py", argv, args.size, args.quant,
+                                               args.checkpoint)
+    voices = {mode: model.create_voice(reference, transcript=REF_TEXT if mode == "icl" else None, analyze=False)
               for mode in args.mode}
 
     def run(mode: str, stream_: bool = True) -> tuple[float, float]:

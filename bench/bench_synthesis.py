@@ -274,6 +274,23 @@ def _header(argv: list[str] | None) -> list[str]:
     ]
 
 
+def in_process_setup(script: str, argv: list[str] | None, size: str, quant: str,
+                     checkpoint: Path | None) -> tuple[list[str], Any, tuple[Any, int]]:
+    """For the one-process benches (``bench_stream_ab.py``, ``stream_timeline.py``): their header
+    lines (command, time, load), the saved full-size model (``checkpoint``, default
+    /work/cache/full-SIZE) loaded with ``quant``, and the reference clip at 24 kHz."""
+    from personalization_engine.audio_io import load_audio
+    from personalization_engine.rates import TTS_SAMPLE_RATE
+    from personalization_engine.tts.model import load_model
+
+    folder = checkpoint or Path(f"/work/cache/full-{size}")
+    lines = [f"# {' '.join([script, *(argv if argv is not None else sys.argv[1:])])}",
+             f"# {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}; load before {_load()}"]
+    model = load_model(str(folder), device="cpu", quant=quant)
+    samples, sr = load_audio(REF, sample_rate=TTS_SAMPLE_RATE)
+    return lines, model, (samples, sr)
+
+
 def _load() -> str:
     """The 1/5/15-minute load averages (``uptime``), and the cores they compare to."""
     with contextlib.suppress(OSError):

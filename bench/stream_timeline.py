@@ -22,7 +22,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_synthesis import REF, TEXT, _load  # noqa: E402  (also puts the checkout on sys.path)
+from bench_synthesis import TEXT, _load, in_process_setup  # noqa: E402  (also puts the checkout on sys.path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,17 +35,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
 
-    from personalization_engine.audio_io import load_audio
-    from personalization_engine.rates import FRAMES_PER_S, TTS_SAMPLE_RATE
+    from personalization_engine.rates import FRAMES_PER_S
     from personalization_engine.tts import engine, stream
-    from personalization_engine.tts.model import load_model
 
-    folder = args.checkpoint or Path(f"/work/cache/full-{args.size}")
-    lines = [f"# {' '.join(['bench/stream_timeline.py', *(argv if argv is not None else sys.argv[1:])])}",
-             f"# {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}; load before {_load()}"]
-    model = load_model(str(folder), device="cpu", quant=args.quant)
-    samples, sr = load_audio(REF, sample_rate=TTS_SAMPLE_RATE)
-    voice = model.create_voice((samples, sr), analyze=False)
+    lines, model, reference = in_process_setup("bench/stream_timeline.py", argv, args.size, args.quant,
+                                               args.checkpoint)
+    voice = model.create_voice(reference, analyze=False)
 
     frame_times: list[float] = []
     calls: list[tuple[float, float, int]] = []
