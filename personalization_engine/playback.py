@@ -20,7 +20,7 @@ import numpy as np
 
 from .audio_device import AudioDevice, _sounddevice, find_device
 from .errors import DeviceError
-from .prebuffer import DEFAULT_CHUNK_FRAMES, LineStats, PrebufferPolicy
+from .prebuffer import DEFAULT_CHUNK_FRAMES, LineGate, LineStats, PrebufferPolicy
 from .rates import FRAMES_PER_S, TTS_SAMPLE_RATE
 
 __all__ = ["LineStats", "Player", "PrebufferPolicy"]
@@ -112,7 +112,7 @@ class Player:
         """Seconds of silence played because of underruns."""
         self.error: DeviceError | None = None
         self.device: AudioDevice | None = None
-        self._gate = _Gate()  # the current line's pre-buffer (guarded by _cond)
+        self._gate = LineGate()  # the current line's pre-buffer (guarded by _cond)
         self._line = 0
 
     # ---- the caller's side (never blocks)
@@ -194,7 +194,7 @@ class Player:
             policy = PrebufferPolicy(speed, chunk_frames=int(chunk_frames))
         with self._cond:
             self._line += 1
-            self._gate = _Gate(policy=policy, expected_s=max(0.0, float(expected_audio_s)), line=self._line,
+            self._gate = LineGate(policy=policy, expected_s=max(0.0, float(expected_audio_s)), line=self._line,
                                begun_at=time.monotonic())
             self._cond.notify_all()
 
@@ -425,41 +425,6 @@ class Player:
                 self._starving = False
         if len(outdata[0]) > 1:
             outdata[:, 1:] = outdata[:, :1]
-
-
-@dataclass
-class _Gate:
-    """The pre-buffer state of the line begun last (see ``Player.begin_line``)."""
-
-    policy: PrebufferPolicy | None = None
-    expected_s: float = 0.0
-    line: int = 0
-    begun_at: float = 0.0
-    first_at: float = 0.0  # when the line's first chunk was fed
-    fed_s: float = 0.0  # audio of the line fed so far
-    later_s: float = 0.0  # audio fed after the first chunk, and when the last chunk came
-    last_at: float = 0.0
-    final: bool = False
-    open: bool = False
-    held_s: float = 0.0
-    prebuffered_s: float = 0.0
-    underruns: int = 0
-    starved_s: float = 0.0
-
-    def fed(self, seconds: float, now: float) -> None:
-        if self.fed_s == 0.0:
-            self.first_at = now
-        else:
-            self.later_s += seconds
-        self.fed_s += seconds
-        self.last_at = now
-
-    def observed_audio_per_s(self, policy: PrebufferPolicy) -> float:
-        """The generator's speed on this line (audio s per s), or the policy's when faster or unknown."""
-        span = self.last_at - self.first_at
-        if self.later_s <= 0.0 or span <= 0.0:
-            return policy.audio_per_s
-        return min(policy.audio_per_s, self.later_s / span / policy.safety)
 
 
 def _open_output(device: int | str | None, sr: int, callback: Callable[..., None]) -> Any:

@@ -106,3 +106,39 @@ class LineStats:
     """Seconds the line's start was held back to pre-buffer (0 without a policy)."""
     prebuffered_s: float
     """Seconds of audio queued when the line started playing."""
+
+
+@dataclass
+class LineGate:
+    """The pre-buffer state of the line a :class:`~.playback.Player` began last (``begin_line``):
+    its policy, what was fed when, whether it is still held back, and its underruns."""
+
+    policy: PrebufferPolicy | None = None
+    expected_s: float = 0.0
+    line: int = 0
+    begun_at: float = 0.0
+    first_at: float = 0.0  # when the line's first chunk was fed
+    fed_s: float = 0.0  # audio of the line fed so far
+    later_s: float = 0.0  # audio fed after the first chunk, and when the last chunk came
+    last_at: float = 0.0
+    final: bool = False
+    open: bool = False
+    held_s: float = 0.0
+    prebuffered_s: float = 0.0
+    underruns: int = 0
+    starved_s: float = 0.0
+
+    def fed(self, seconds: float, now: float) -> None:
+        if self.fed_s == 0.0:
+            self.first_at = now
+        else:
+            self.later_s += seconds
+        self.fed_s += seconds
+        self.last_at = now
+
+    def observed_audio_per_s(self, policy: PrebufferPolicy) -> float:
+        """The generator's speed on this line (audio s per s), or the policy's when faster or unknown."""
+        span = self.last_at - self.first_at
+        if self.later_s <= 0.0 or span <= 0.0:
+            return policy.audio_per_s
+        return min(policy.audio_per_s, self.later_s / span / policy.safety)

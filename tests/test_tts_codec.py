@@ -130,7 +130,8 @@ def test_fused_snake_equals_snake_beta(original_decoder):
 def test_back_half_streams_with_carried_state(optimized_decoder):
     """BackHalfStream over chunks equals the one-shot back half: every layer is causal, so the
     carried conv inputs and transposed-conv overlaps replace re-decoded context."""
-    from personalization_engine.tts.codec import BackHalfStream, supports_streaming
+    from personalization_engine.tts.codec import supports_streaming
+    from personalization_engine.tts.codec_stream import BackHalfStream
 
     assert supports_streaming(optimized_decoder)
     hidden = torch.randn(1, optimized_decoder.config.latent_dim, 40, generator=torch.Generator().manual_seed(5))

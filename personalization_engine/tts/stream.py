@@ -82,7 +82,7 @@ class ChunkDecoder:
 
     ``context`` (ICL mode: the last reference frames, as in the one-shot decode) starts the
     history. On a decoder rewritten by :func:`.codec.optimize_decoder` (CPU) both halves carry
-    their state from chunk to chunk (:class:`.codec.FrontStream`, :class:`.codec.BackHalfStream`):
+    their state from chunk to chunk (:class:`.codec_stream.FrontStream`, :class:`.codec_stream.BackHalfStream`):
     a chunk costs its own frames, joins the one-shot decode exactly (float rounding), and
     ``left_context_frames`` only bounds how much of ``context`` goes in before the first chunk.
     Otherwise each chunk re-decodes ``left_context_frames`` earlier frames in the frame-rate
@@ -97,10 +97,11 @@ class ChunkDecoder:
         self._conv = min(self._left, CONV_CONTEXT_FRAMES)
         self._history: list[Any] = [] if context is None else [context]
         self._n_history = 0 if context is None else int(context.shape[0])
-        from .codec import BackHalfStream, FrontStream, supports_streaming
+        from .codec import supports_streaming
+        from .codec_stream import BackHalfStream, FrontStream
 
         # An optimized (CPU) decoder streams with carried state: each chunk then costs its own
-        # frames only (tts/codec.py); otherwise the context is decoded again with every chunk.
+        # frames only (tts/codec_stream.py); otherwise the context is decoded again with every chunk.
         self._stream = (FrontStream(decoder), BackHalfStream(decoder)) if supports_streaming(decoder) else None
         self._warm = False
 
