@@ -45,9 +45,11 @@ TEXT = "This is a streaming test of the engine, with enough words."
 LONG = "Stop early, because this sentence has quite a lot of words in it and a long budget of frames to run."
 #: Joined stream vs one-shot decode. Measured on this checkpoint: 7e-6 with the default
 #: context of 100 frames (float noise of different tensor shapes only), 1.3e-5 on 150 random
-#: frames with 100 frames of context, 1.1e-2 with 12. 1e-4 leaves a 7x margin; chunks decoded
-#: without context are off by 0.45 (test_chunk_decoder_matches_the_official_decoder).
-STREAM_TOL = 1e-4
+#: frames with 100 frames of context, 1.1e-2 with 12; chunks decoded without context are off by
+#: 0.45 (test_chunk_decoder_matches_the_official_decoder). The rewritten decoder's Winograd k=7
+#: convs round differently with each chunk's tiling: up to 1.6e-4 here (peak about 0.2). 1e-3
+#: leaves a 6x margin and still tells a missing frame of context (7.8e-3 with 25) apart.
+STREAM_TOL = 1e-3
 
 
 @pytest.fixture()

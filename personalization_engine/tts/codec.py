@@ -18,21 +18,27 @@ copies about 12 %.
 * causal convs, transposed convs -> conv2d over a (batch, channels, 1, time) view in
   channels-last memory, which oneDNN runs without reordering activations between layers
   (measured 1.15-1.2x per conv on this AVX2 CPU), and without the ``contiguous`` copies.
+* the residual units' k=7 convs -> Winograd F(4, 7) (:mod:`.winograd`): 0.36x the multiply-adds
+  of a direct conv, for float32 rounding about twice a direct conv's (the decoder's output
+  differs from qwen-tts' by 9e-5 instead of 5e-5 at a peak of 0.47). The decoder as a whole:
+  1.35-1.4x faster on one thread (``bench/results/codec.md``).
 
 * streaming (:class:`.codec_stream.BackHalfStream`, used by ``ChunkDecoder``): every layer of
   that half is causal, so each chunk carries its convs' last inputs instead of re-decoding 8 frames of
   context (which cost +50 % on 16-frame chunks, +200 % on the first 4-frame chunk).
 
-Why not 0.25 s of compute per second of audio on this machine: 61 GFLOP per second of audio
-at the best float32 rate measured here for any of these kernels (oneDNN conv, MKL GEMM: 75-88
-GFLOP/s per core, ``bench/bench_codec_kernels.py``) is 0.35-0.41 s/s on two idle cores with
-nothing else; the rewrite removes most of the rest (SnakeBeta passes, copies, slow transposed
-convs). Below that needs fewer FLOPs (not the same decoder) or faster arithmetic (native bf16
-or AMX, not on this CPU; int8 is reported to break Snake activations).
+Why not 0.25 s of compute per second of audio on this machine: the direct decoder needs 61
+GFLOP per second of audio, about 75 % of it in the k=7 convs; with those as Winograd about 31
+GFLOP plus the transforms' memory passes. At the best float32 rate measured here for these
+kernels (oneDNN conv, MKL GEMM: 75-88 GFLOP/s per core, ``bench/bench_codec_kernels.py``) that
+is about 0.2 s/s on two idle cores with nothing else, and the transforms, SnakeBeta and the
+transposed convs come on top (measured: 0.46-0.55 on two threads). Far below needs fewer FLOPs
+(a smaller decoder) or faster arithmetic (native bf16 or AMX, not on this CPU; int8 is reported
+to break Snake activations).
 
-The arithmetic is the same in float32 (differences are float rounding, about 1e-6; tested).
-bf16 would halve the memory traffic but this CPU has no native bf16 (oneDNN reports it
-unsupported; emulated bf16 is slower than float32), so the decoder stays float32 here;
+The arithmetic is float32 (differences are float rounding; tested). bf16 would halve the
+memory traffic but this CPU has no native bf16 (oneDNN reports it unsupported; emulated bf16 is
+slower than float32), so the decoder stays float32 here;
 :attr:`DecoderReport.bf16_supported` says what the machine offers.
 """
 
@@ -42,12 +48,17 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from .winograd import KERNEL, WinogradConv
+
 _LOGGER = logging.getLogger(__name__)
 
 #: Marker attribute set on an optimized decoder (makes optimize_decoder idempotent).
 _MARK = "_pe_codec_report"
 #: Conv weights from this many elements up run as one GEMM per tap (see ChannelsLastConv).
 TAPS_MIN_WEIGHTS = 8 * 2**20
+#: k=7 convs with at least this many output channels run as Winograd F(4, 7) (:mod:`.winograd`):
+#: the residual units' convs (96-768 channels); not the last conv (96 -> 1), a GEMM of width 1.
+WINOGRAD_MIN_CHANNELS = 16
 
 
 @dataclass(frozen=True)
@@ -58,6 +69,8 @@ class DecoderReport:
     """SnakeBeta activations replaced by :class:`FusedSnake`."""
     convs_rewritten: int
     """Causal and transposed convolutions running as channels-last conv2d."""
+    winograd_convs: int
+    """Of those, the k=7 convs computed with Winograd F(4, 7) (:mod:`.winograd`)."""
     dtype: str
     """Compute dtype of the decoder (float32 on CPUs without native bf16)."""
     bf16_supported: bool
@@ -66,7 +79,8 @@ class DecoderReport:
     """Device the decoder runs on; the rewrites apply on CPU only."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"snakes_fused": self.snakes_fused, "convs_rewritten": self.convs_rewritten, "dtype": self.dtype,
+        return {"snakes_fused": self.snakes_fused, "convs_rewritten": self.convs_rewritten,
+                "winograd_convs": self.winograd_convs, "dtype": self.dtype,
                 "bf16_supported": self.bf16_supported, "device": self.device}
 
 
@@ -80,12 +94,13 @@ def bf16_supported() -> bool:
         return False
 
 
-def optimize_decoder(decoder: Any) -> DecoderReport:
+def optimize_decoder(decoder: Any, *, winograd: bool = True) -> DecoderReport:
     """Rewrite the sample-rate half of a 12 Hz codec decoder for CPU speed, in place.
 
     ``decoder`` is ``speech_tokenizer.model.decoder`` (``Qwen3TTSTokenizerV2Decoder``). Call it
     once at load; calling it again returns the first report and changes nothing. On a non-CPU
-    device nothing is rewritten (the report says so).
+    device nothing is rewritten (the report says so). ``winograd=False`` keeps the k=7 convs as
+    direct convolutions (for A/B benchmarks).
     """
     import torch
 
@@ -98,14 +113,16 @@ def optimize_decoder(decoder: Any) -> DecoderReport:
     if device == "cpu":
         with torch.no_grad():
             snakes = _swap(decoder, _is_snake, FusedSnake.from_snake)
-            convs = _swap(decoder.decoder, _is_causal_conv, ChannelsLastConv.from_causal)
+            convs = _swap(decoder.decoder, _is_causal_conv,
+                          lambda m: ChannelsLastConv.from_causal(m, winograd=winograd))
             convs += _swap(decoder.decoder, _is_trans_conv, ChannelsLastConv.from_trans)
             convs += _swap(decoder.upsample, _is_frame_upsample, FrameUpsample.from_trans)
             _swap(decoder.quantizer, _is_codebook, FrozenCodebook.from_codebook)
             last = decoder.decoder[-1]
             if isinstance(last, ChannelsLastConv):
                 last.out_3d = True  # the decoder's output stays (B, 1, T)
-    report = DecoderReport(snakes, convs, dtype, bf16_supported(), device)
+    wino = sum(1 for m in decoder.modules() if isinstance(m, ChannelsLastConv) and m.winograd is not None)
+    report = DecoderReport(snakes, convs, wino, dtype, bf16_supported(), device)
     setattr(decoder, _MARK, report)
     _LOGGER.info("codec decoder optimized: %s", report)
     return report
@@ -224,9 +241,11 @@ class ChannelsLastConv(_torch_nn().Module):  # type: ignore[misc]
     out (:func:`to_channels_last` / :func:`from_channels_last` at the ends of the stack)."""
 
     def __init__(self, weight: Any, bias: Any, *, transposed: bool, stride: int, dilation: int,
-                 left_pad: int, right_trim: int) -> None:
+                 left_pad: int, right_trim: int, winograd: bool = False) -> None:
         super().__init__()
         import torch
+
+        self.winograd: WinogradConv | None = None
 
         if transposed:  # (in, out, K) -> (in, K * out): one GEMM, then overlap-add (see forward)
             cin, cout, k = weight.shape
@@ -242,6 +261,9 @@ class ChannelsLastConv(_torch_nn().Module):  # type: ignore[misc]
             self.taps = weight.numel() >= TAPS_MIN_WEIGHTS
             if self.taps:  # (out, in, K) -> (K, in, out)
                 self.register_buffer("weight", weight.permute(2, 1, 0).contiguous())
+            elif winograd and weight.shape[2] == KERNEL and weight.shape[0] >= WINOGRAD_MIN_CHANNELS:
+                self.winograd = WinogradConv(weight, bias, dilation)  # keeps only the transformed weight
+                self.register_buffer("weight", None)
             else:
                 self.register_buffer("weight", weight.unsqueeze(2).contiguous(memory_format=torch.channels_last))
         self.register_buffer("bias", None if bias is None else bias.detach().clone())
@@ -250,9 +272,9 @@ class ChannelsLastConv(_torch_nn().Module):  # type: ignore[misc]
         self.out_3d = False
 
     @classmethod
-    def from_causal(cls, m: Any) -> ChannelsLastConv:
+    def from_causal(cls, m: Any, *, winograd: bool = False) -> ChannelsLastConv:
         return cls(m.conv.weight.detach(), m.conv.bias, transposed=False, stride=1,
-                   dilation=int(m.conv.dilation[0]), left_pad=int(m.padding), right_trim=0)
+                   dilation=int(m.conv.dilation[0]), left_pad=int(m.padding), right_trim=0, winograd=winograd)
 
     @classmethod
     def from_trans(cls, m: Any) -> ChannelsLastConv:
@@ -271,8 +293,14 @@ class ChannelsLastConv(_torch_nn().Module):  # type: ignore[misc]
         """The convolution proper on channels-last ``x`` that already holds its left context."""
         import torch.nn.functional as F
 
-        y = self._by_taps(x) if self.taps else F.conv2d(x, self.weight, self.bias, dilation=(1, self.dilation))
+        if self.winograd is not None:
+            y = _by_winograd(self.winograd, x)
+        elif self.taps:
+            y = self._by_taps(x)
+        else:
+            y = F.conv2d(x, self.weight, self.bias, dilation=(1, self.dilation))
         return from_channels_last(y) if self.out_3d else y
+
 
     def _by_taps(self, x: Any) -> Any:
         """``y[t] = b + sum_k W_k x[t + k * dilation]``: channels-last memory is time-major, so
@@ -347,6 +375,19 @@ class FrameUpsample(_torch_nn().Module):  # type: ignore[misc]
         if self.bias is not None:
             y = y + self.bias
         return y.transpose(1, 2).contiguous()
+
+
+def _by_winograd(conv: WinogradConv, x: Any) -> Any:
+    """A k=7 conv as Winograd F(4, 7) on the time-major rows of channels-last ``x`` (B, C, 1, T)."""
+    import torch
+
+    b, cin, _, t_in = x.shape
+    rows = x.permute(0, 2, 3, 1).reshape(b, t_in, cin)
+    if b == 1:
+        y = conv(rows[0].contiguous()).unsqueeze(0)
+    else:
+        y = torch.stack([conv(rows[i].contiguous()) for i in range(b)])
+    return y.view(b, 1, y.shape[1], y.shape[2]).permute(0, 3, 1, 2)
 
 
 def time_major_to_channels(y: Any) -> Any:
