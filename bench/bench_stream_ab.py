@@ -4,7 +4,10 @@
 speed of a process drifts by 10-15 % from one start to the next, which hides effects of that size.
 This bench loads one model once and runs the combinations of ``tts.stream.MIN_MERGED_FRAMES``
 (``--merged``, default 1 and 4; 1: each chunk takes whatever frames are ready) and the decode
-helper thread (``tts._native.decode_helper``, ``--helper``, default on and off) interleaved, ``--reps`` rounds, and
+helper thread (``tts._native.decode_helper``, ``--helper``, default on and off), and with
+``--winograd on off`` the codec decoder's k=7 convs as Winograd (the loaded model's) or direct
+(a second copy of the checkpoint's decoder, ``optimize_decoder(winograd=False)``, swapped in),
+interleaved, ``--reps`` rounds, and
 reports the median RTF and time to first audio of each; then, with ``--one-shot``, the same call
 not streamed (generation, then one codec decode) with the helper on and off, interleaved. Same
 text, reference clip, seed and frame cap as ``bench_synthesis.py``.
@@ -22,6 +25,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -42,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--append", action="store_true")
     p.add_argument("--merged", type=int, nargs="+", default=[1, 4], help="MIN_MERGED_FRAMES values to compare")
     p.add_argument("--helper", nargs="+", default=["on", "off"], choices=["on", "off"])
+    p.add_argument("--winograd", nargs="+", default=["on"], choices=["on", "off"],
+                   help="codec k=7 convs as Winograd (on) or direct (off: a second decoder swapped in)")
     p.add_argument("--one-shot", action="store_true", help="also time the call not streamed, helper on / off")
     args = p.parse_args(argv)
 
@@ -61,21 +67,30 @@ def main(argv: list[str] | None = None) -> int:
             first = time.perf_counter() - t0 if first is None else first
         return time.perf_counter() - t0, float(first or 0.0)
 
+    holder = model._qwen.model.speech_tokenizer.model
+    decoders = {"on": holder.decoder}
+    if "off" in args.winograd:
+        decoders["off"] = _direct_decoder(model.model_dir)
     for mode in args.mode:
-        run(mode)  # warm-up (an ICL voice also primes the codec with its reference frames)
-    combinations = [(mode, merged, helper == "on") for helper in args.helper for merged in args.merged
-                    for mode in args.mode]
-    results: dict[tuple[str, int, bool], list[tuple[float, float]]] = {c: [] for c in combinations}
+        for wino in args.winograd:
+            holder.decoder = decoders[wino]
+            run(mode)  # warm-up (an ICL voice also primes the codec with its reference frames)
+    combinations = [(mode, merged, helper == "on", wino) for wino in args.winograd for helper in args.helper
+                    for merged in args.merged for mode in args.mode]
+    results: dict[tuple[str, int, bool, str], list[tuple[float, float]]] = {c: [] for c in combinations}
     for _ in range(args.reps):
-        for mode, merged, helper in combinations:
+        for mode, merged, helper, wino in combinations:
             stream.MIN_MERGED_FRAMES = merged
             _native.decode_helper(helper)
-            results[(mode, merged, helper)].append(run(mode))
+            holder.decoder = decoders[wino]
+            results[(mode, merged, helper, wino)].append(run(mode))
+    holder.decoder = decoders["on"]
     audio_s = args.frames / FRAMES_PER_S
-    for (mode, merged, helper), runs in results.items():
+    for (mode, merged, helper, wino), runs in results.items():
         wall = statistics.median(w for w, _ in runs)
         first = statistics.median(f for _, f in runs)
-        lines.append(f"{args.size} {args.quant} {mode} min_merged={merged} helper={'on ' if helper else 'off'}: "
+        codec = f" winograd={wino:3s}" if len(args.winograd) > 1 else ""
+        lines.append(f"{args.size} {args.quant} {mode} min_merged={merged} helper={'on ' if helper else 'off'}{codec}: "
                      f"RTF {wall / audio_s:.2f}, first audio {first:.2f} s; walls {[round(w, 2) for w, _ in runs]}")
     if args.one_shot:
         for mode in args.mode:
@@ -92,6 +107,19 @@ def main(argv: list[str] | None = None) -> int:
     with args.out.open("a" if args.append else "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n\n")
     return 0
+
+
+def _direct_decoder(checkpoint: Path) -> Any:
+    """A second copy of the checkpoint's codec decoder, rewritten with direct k=7 convs."""
+    import torch
+    from qwen_tts import Qwen3TTSTokenizer
+
+    from personalization_engine.tts.codec import optimize_decoder
+
+    tokenizer = Qwen3TTSTokenizer.from_pretrained(str(checkpoint / "speech_tokenizer"), device_map="cpu")
+    decoder = tokenizer.model.decoder.to(torch.float32).eval()
+    optimize_decoder(decoder, winograd=False)
+    return decoder
 
 
 if __name__ == "__main__":

@@ -5,8 +5,9 @@ reference clip, seed and frame cap) and records, without changing what runs, the
 leaves the decode loop (``tts.engine.Decoder.frames``) and the start, end and size of each codec
 call (``tts.stream.ChunkDecoder.decode``), both wrapped for timing only. Reported per round: wall
 time and RTF, the first and last frame, the median gap between frames (generation's pace while the
-decoder runs beside it), the decoder's busy time and chunk sizes, and the tail (from the last frame
-to the end of the line).
+decoder runs beside it), the decoder's busy time (wall, and the CPU time of the thread that ran it:
+less than wall when that thread waited for a core) and chunk sizes, and the tail (from the last
+frame to the end of the line).
 
     .venv/bin/python bench/stream_timeline.py --quant int4 --out bench/results/stream_timeline.txt
 """
@@ -43,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     voice = model.create_voice(reference, analyze=False)
 
     frame_times: list[float] = []
-    calls: list[tuple[float, float, int]] = []
+    calls: list[tuple[float, float, int, float]] = []
     frames_of, decode_of = engine.Decoder.frames, stream.ChunkDecoder.decode
 
     def frames(self: Any, *a: Any, **k: Any) -> Any:
@@ -52,9 +53,9 @@ def main(argv: list[str] | None = None) -> int:
             yield frame
 
     def decode(self: Any, codes: Any) -> Any:
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), time.thread_time()
         out = decode_of(self, codes)
-        calls.append((t, time.perf_counter(), int(codes.shape[0])))
+        calls.append((t, time.perf_counter(), int(codes.shape[0]), time.thread_time() - cpu))
         return out
 
     engine.Decoder.frames, stream.ChunkDecoder.decode = frames, decode  # type: ignore[method-assign]
@@ -71,12 +72,14 @@ def main(argv: list[str] | None = None) -> int:
             if rep == 0:
                 continue
             gaps = [b - a for a, b in zip(frame_times, frame_times[1:], strict=False)]
-            busy = sum(end - start for start, end, _ in calls)
+            busy = sum(end - start for start, end, _, _ in calls)
+            busy_cpu = sum(cpu for *_, cpu in calls)
             first, last, pace = frame_times[0] - t0, frame_times[-1] - t0, 1000 * statistics.median(gaps)
             lines.append(
                 f"{args.size} {args.quant} round {rep}: wall {wall:.2f} s, RTF {wall / audio_s:.2f}; first frame "
                 f"{first:.2f} s, last {last:.2f} s, {pace:.0f} ms between frames (median); decoder busy {busy:.2f} s "
-                f"({100 * busy / wall:.0f} % of the line) in {len(calls)} calls of {[n for _, _, n in calls]} frames; "
+                f"({100 * busy / wall:.0f} % of the line; its thread's CPU {busy_cpu:.2f} s) in {len(calls)} calls of "
+                f"{[n for _, _, n, _ in calls]} frames; "
                 f"tail {wall - last:.2f} s")
     finally:
         engine.Decoder.frames, stream.ChunkDecoder.decode = frames_of, decode_of  # type: ignore[method-assign]
