@@ -77,8 +77,8 @@ class WinogradConv(_torch_nn().Module):  # type: ignore[misc]
         taps = weight.detach().to(torch.float64).permute(2, 1, 0)  # (K, C_in, C_out)
         transformed = torch.einsum("nk,kio->nio", torch.from_numpy(g), taps)  # (10, C_in, C_out)
         self.register_buffer("weight", transformed.to(weight.dtype).contiguous())
-        self.register_buffer("at", torch.from_numpy(at).to(weight.dtype))
-        self.register_buffer("bt", torch.from_numpy(bt).to(weight.dtype))
+        self.register_buffer("at", torch.from_numpy(at).to(weight.dtype).contiguous())
+        self.register_buffer("bt", torch.from_numpy(bt).to(weight.dtype).contiguous())
         self.register_buffer("bias", None if bias is None else bias.detach().clone())
         self.dilation = dilation
         self.cin, self.cout = cin, cout
