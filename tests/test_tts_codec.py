@@ -175,12 +175,17 @@ def test_big_convs_run_as_one_gemm_per_tap(monkeypatch, original_decoder):
     assert float(np.abs(joined - want[0, 0].numpy()).max()) < TOL
 
 
+@pytest.mark.parametrize("tiles_per_pass", [512, 5], ids=["one-pass", "passes"])
 @pytest.mark.parametrize("dilation", [1, 3, 9])
 @pytest.mark.parametrize("steps", [1, 35, 36, 37, 200])
-def test_winograd_conv_is_the_correlation(dilation, steps):
+def test_winograd_conv_is_the_correlation(monkeypatch, dilation, steps, tiles_per_pass):
     """WinogradConv (F(4, 7)) against the float64 direct correlation, with the last tile block
-    partial or not (steps below, at and above a multiple of 4 x dilation) and bias."""
+    partial or not (steps below, at and above a multiple of 4 x dilation), bias, and the tiles
+    in one pass or in passes of a few blocks (TILES_PER_PASS)."""
+    from personalization_engine.tts import winograd
     from personalization_engine.tts.winograd import WinogradConv
+
+    monkeypatch.setattr(winograd, "TILES_PER_PASS", tiles_per_pass)
 
     gen = torch.Generator().manual_seed(dilation * 1000 + steps)
     cin, cout = 24, 40
