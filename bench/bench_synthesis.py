@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-plain", action="store_true", help="skip plain qwen-tts")
     p.add_argument("--no-overlap", action="store_true", help="also run each mode with decoding not overlapped")
     p.add_argument("--no-helper", action="store_true",
-                   help="also run each quant mode with the decode helper thread off (PE_DECODE_HELPER=0)")
+                   help="also run each quant mode with the decode helper thread off (_native.decode_helper(False))")
     p.add_argument("--fixed-chunks", action="store_true",
                    help="also run each mode with fixed-size later chunks (adaptive_chunks=False)")
     p.add_argument("--first-chunk", type=int, nargs="*", default=[],

@@ -17,10 +17,12 @@ from personalization_engine.rates import SAMPLES_PER_FRAME  # noqa: E402
 from personalization_engine.tts.codec import DecoderReport, FusedSnake, optimize_decoder  # noqa: E402
 from personalization_engine.tts.stream import ChunkDecoder, decode_whole  # noqa: E402
 
-#: Float32 rounding of the rewritten convs: other summation order (1e-6 on the tiny decoder) and
-#: Winograd F(4, 7) for the k=7 convs (up to 1.6e-4 here, where the audio peaks near 0.2; each
-#: chunk's tiling rounds differently). The issue allows 1e-2.
-TOL = 1e-3
+#: Float32 rounding of the rewrite with direct convs (other summation order; measured 1e-5 on the
+#: tiny decoder, 5e-5 on the full-size one, bench/results/codec_r19.json). The issue allows 1e-2.
+TOL = 1e-4
+#: The same with the k=7 convs as Winograd F(4, 7) (the default): up to 1.6e-4 here, where the
+#: audio peaks near 0.2, and each chunk's tiling rounds differently (full size: 9.4e-5).
+WINOGRAD_TOL = 1e-3
 
 
 @pytest.fixture(scope="module")
@@ -39,29 +41,48 @@ def optimized_decoder(original_decoder):
     return decoder
 
 
+@pytest.fixture(scope="module")
+def direct_decoder(original_decoder):
+    decoder = copy.deepcopy(original_decoder)
+    optimize_decoder(decoder, winograd=False)
+    return decoder
+
+
+@pytest.fixture(params=["winograd", "direct"])
+def rewritten(request, optimized_decoder, direct_decoder):
+    """``(decoder, tolerance against the unchanged decoder, tolerance between two ways of
+    decoding the same frames with it)``: the Winograd rewrite (the default), and the rewrite with
+    direct convs, whose tight bounds check the carried streaming state to float rounding."""
+    if request.param == "winograd":
+        return optimized_decoder, WINOGRAD_TOL, WINOGRAD_TOL
+    return direct_decoder, TOL, 1e-5
+
+
 def _codes(frames: int, seed: int = 1, batch: int = 1):
     return torch.randint(0, 2048, (batch, 16, frames), generator=torch.Generator().manual_seed(seed))
 
 
 @pytest.mark.parametrize("frames, batch", [(1, 1), (7, 1), (60, 1), (13, 2)])
-def test_optimized_decoder_gives_the_same_audio(original_decoder, optimized_decoder, frames, batch):
+def test_optimized_decoder_gives_the_same_audio(original_decoder, rewritten, frames, batch):
+    decoder, tol, _ = rewritten
     codes = _codes(frames, batch=batch)
     with torch.inference_mode():
         want = original_decoder(codes)
-        got = optimized_decoder(codes)
+        got = decoder(codes)
     assert got.shape == want.shape == (batch, 1, frames * SAMPLES_PER_FRAME)
     assert float(want.abs().max()) > 1e-3  # the tiny decoder is not silent
-    assert float((got - want).abs().max()) < TOL
+    assert float((got - want).abs().max()) < tol
 
 
 def test_official_chunked_decode_goes_through_the_rewrite(original_decoder, optimized_decoder):
-    """qwen-tts' ``speech_tokenizer.decode`` calls ``chunked_decode`` -> ``forward``: the adapter's
-    one-shot path uses the rewritten modules without any change of its own."""
+    """qwen-tts' ``speech_tokenizer.decode`` calls ``chunked_decode`` -> ``forward``: a caller of
+    qwen-tts' own decode (the adapter off the CPU fast path, which decodes with ``decode_whole``)
+    gets the rewritten modules without any change of its own."""
     codes = _codes(40)
     with torch.inference_mode():
         want = original_decoder.chunked_decode(codes, chunk_size=16, left_context_size=8)
         got = optimized_decoder.chunked_decode(codes, chunk_size=16, left_context_size=8)
-    assert float((got - want).abs().max()) < TOL
+    assert float((got - want).abs().max()) < WINOGRAD_TOL
 
 
 def test_optimize_is_idempotent(original_decoder):
@@ -82,34 +103,35 @@ def test_optimize_is_idempotent(original_decoder):
     assert first.bf16_supported == bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
-def test_streamed_chunks_join_to_the_one_shot_decode(original_decoder, optimized_decoder):
-    """ChunkDecoder's split (front half with context, back half with CONV_CONTEXT_FRAMES) on the
-    rewritten decoder still joins to the unchanged decoder's one-shot audio."""
+def test_streamed_chunks_join_to_the_one_shot_decode(original_decoder, rewritten):
+    """ChunkDecoder on the rewritten decoder (both halves carry their state from chunk to chunk)
+    joins to the unchanged decoder's one-shot audio."""
+    decoder, tol, _ = rewritten
     codes = _codes(150)[0].t()  # (frames, groups)
     with torch.inference_mode():
         one_shot = original_decoder(codes.t().unsqueeze(0))[0, 0].numpy()
-    dec = ChunkDecoder(optimized_decoder, SAMPLES_PER_FRAME, 100)
+    dec = ChunkDecoder(decoder, SAMPLES_PER_FRAME, 100)
     parts, start = [], 0
     for n in [4] + [16] * 9 + [2]:
         parts.append(dec.decode(codes[start:start + n]))
         start += n
     joined = np.concatenate(parts)
     assert len(joined) == len(one_shot)
-    assert float(np.abs(joined - one_shot).max()) < 1e-3  # measured ~1e-5 (as unrewritten)
+    assert float(np.abs(joined - one_shot).max()) < tol
 
 
 @pytest.mark.parametrize("context_frames", [0, 30])
-def test_a_whole_segment_decoded_in_pieces_equals_the_one_shot_decode(original_decoder, optimized_decoder,
-                                                                     context_frames):
+def test_a_whole_segment_decoded_in_pieces_equals_the_one_shot_decode(original_decoder, rewritten, context_frames):
     """decode_whole (the non-streamed path on CPU: 16-frame pieces with carried state, after
     the ICL reference frames) gives the unchanged decoder's one-shot audio after the context."""
     codes = _codes(context_frames + 41, seed=3)[0].t()  # (frames, groups)
     with torch.inference_mode():
         want = original_decoder(codes.t().unsqueeze(0))[0, 0].numpy()[context_frames * SAMPLES_PER_FRAME:]
     context = codes[:context_frames] if context_frames else None
-    got = decode_whole(optimized_decoder, codes[context_frames:], context, SAMPLES_PER_FRAME)
+    decoder, tol, _ = rewritten
+    got = decode_whole(decoder, codes[context_frames:], context, SAMPLES_PER_FRAME)
     assert got is not None and got.dtype == np.float32 and len(got) == len(want) == 41 * SAMPLES_PER_FRAME
-    assert float(np.abs(got - want).max()) < TOL
+    assert float(np.abs(got - want).max()) < tol
     assert decode_whole(original_decoder, codes, None, SAMPLES_PER_FRAME) is None  # not optimized: qwen-tts decodes
 
 
@@ -128,21 +150,22 @@ def test_fused_snake_equals_snake_beta(original_decoder):
         assert float((fused(x.unsqueeze(2)).squeeze(2) - want).abs().max()) < 1e-5
 
 
-def test_back_half_streams_with_carried_state(optimized_decoder):
+def test_back_half_streams_with_carried_state(rewritten):
     """BackHalfStream over chunks equals the one-shot back half: every layer is causal, so the
     carried conv inputs and transposed-conv overlaps replace re-decoded context."""
     from personalization_engine.tts.codec import supports_streaming
     from personalization_engine.tts.codec_stream import BackHalfStream
 
-    assert supports_streaming(optimized_decoder)
-    hidden = torch.randn(1, optimized_decoder.config.latent_dim, 40, generator=torch.Generator().manual_seed(5))
+    decoder, _, join_tol = rewritten
+    assert supports_streaming(decoder)
+    hidden = torch.randn(1, decoder.config.latent_dim, 40, generator=torch.Generator().manual_seed(5))
     with torch.inference_mode():
-        whole = BackHalfStream(optimized_decoder)(hidden)
-        stream = BackHalfStream(optimized_decoder)
+        whole = BackHalfStream(decoder)(hidden)
+        stream = BackHalfStream(decoder)
         parts = [stream(hidden[..., a:b]) for a, b in ((0, 4), (4, 20), (20, 21), (21, 40))]
     joined = torch.cat(parts, dim=-1)
     assert joined.shape == whole.shape == (1, 1, 40 * SAMPLES_PER_FRAME)
-    assert float((joined - whole).abs().max()) < TOL
+    assert float((joined - whole).abs().max()) < join_tol
 
 
 def test_unoptimized_decoder_does_not_stream_with_state(original_decoder):
@@ -212,17 +235,13 @@ def test_toom_cook_transforms_compute_the_correlation_exactly():
         toom_cook(4, 7, POINTS[:-1] + (0.0,))
 
 
-def test_winograd_off_keeps_direct_convs(original_decoder, optimized_decoder):
+def test_winograd_is_the_default_and_can_be_turned_off(optimized_decoder, direct_decoder):
     """The default rewrite runs the residual units' k=7 convs as Winograd; ``winograd=False``
-    keeps them direct (A/B benchmarks), and then the audio is the original's to float rounding
-    (measured 1e-5: other summation order), ten times tighter than TOL."""
+    keeps them direct (A/B benchmarks); asking an optimized decoder for the other choice fails."""
     from personalization_engine.tts.codec import ChannelsLastConv
 
     assert optimize_decoder(optimized_decoder).winograd_convs > 0
-    direct = copy.deepcopy(original_decoder)
-    report = optimize_decoder(direct, winograd=False)
-    assert report.winograd_convs == 0
-    assert not any(isinstance(m, ChannelsLastConv) and m.winograd is not None for m in direct.modules())
-    codes = _codes(13)
-    with torch.inference_mode():
-        assert float((direct(codes) - original_decoder(codes)).abs().max()) < TOL / 10
+    assert optimize_decoder(direct_decoder, winograd=False).winograd_convs == 0
+    assert not any(isinstance(m, ChannelsLastConv) and m.winograd is not None for m in direct_decoder.modules())
+    with pytest.raises(ValueError, match="already optimized"):
+        optimize_decoder(direct_decoder)

@@ -1,5 +1,6 @@
 /* Shared by the native kernels' sources (_gemv.c: the products; _step.c: one decode step of a
- * stack; _pool.c: the helper thread). Built together by personalization_engine/tts/_native.py. */
+ * stack; _pool.c: the helper thread; _snake.c: the codec's SnakeBeta). Built together by
+ * personalization_engine/tts/_native.py. */
 #ifndef PE_GEMV_H
 #define PE_GEMV_H
 #include <math.h>

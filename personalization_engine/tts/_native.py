@@ -1,4 +1,5 @@
-"""Our own int4 / int8 / bf16 matrix-vector kernels (``_gemv.c``), built at first use, called via ctypes.
+"""Our own C kernels, built at first use, called via ctypes: int4 / int8 / bf16 products (``_gemv.c``), one
+decode step of a stack (``_step.c``), its helper thread (``_pool.c``) and the codec's SnakeBeta (``_snake.c``).
 
 Why: PyTorch's weight-only CPU kernels (``_weight_int4pack_mm_for_cpu``, ``_weight_int8pack_mm``)
 dequantize to bf16 and are compute-bound at batch 1 on a CPU without native bf16: one code
@@ -9,7 +10,7 @@ the same step takes about 4.5 ms, near the memory bandwidth of one core. One dec
 whole stack is one call (``_step.c``), and its large products are shared with a helper thread at
 idle priority (``_pool.c``; see :func:`decode_helper`): two cores stream about twice the weights.
 
-Built with the system C compiler (``cc -O3 -shared _gemv.c _step.c _pool.c``; AVX2 + FMA + F16C
+Built with the system C compiler (``cc -O3 -shared _gemv.c _step.c _pool.c _snake.c``; AVX2 + FMA + F16C
 when the CPU has all three, plain C otherwise) into the user cache, keyed by the sources' hash and
 the flags, and
 written atomically (a half-built library is never loaded). Where no compiler is found or
@@ -134,8 +135,7 @@ def library() -> Any | None:
     lib.pe_pool_test_delay.argtypes = [ctypes.c_long]
     lib.pe_pool_helper_chunks.restype = lib.pe_pool_stolen_chunks.restype = ctypes.c_long
     lib.pe_snake_time_major.argtypes = [vp, vp, vp, vp, ctypes.c_long, i]
-    lib.pe_snake_channel_major.argtypes = [vp, vp, vp, vp, ctypes.c_long, i, ctypes.c_long]
-    lib.pe_snake_time_major.restype = lib.pe_snake_channel_major.restype = None
+    lib.pe_snake_time_major.restype = None
     _state["lib"] = lib
     _default_helper()
     _state["simd"] = bool(lib.pe_simd())
@@ -263,29 +263,28 @@ def _in_parts(call: Callable[[int, int], Any], n: int, parts: int) -> list[Any]:
 _SPLIT_ELEMENTS = 1 << 18
 
 
-def snake(x: Any, out: Any, alpha: Any, inv_beta: Any) -> None:
-    """``out = x + inv_beta * sin(alpha * x)^2`` per channel (the codec's SnakeBeta, ``_snake.c``).
+def snake(x: Any, alpha: Any, inv_beta: Any) -> Any:
+    """``x + inv_beta * sin(alpha * x)^2`` per channel (the codec's SnakeBeta, ``_snake.c``), or
+    None where this kernel cannot run it (the caller then uses PyTorch's ops).
 
-    ``x`` and ``out``: fp32 (B, C, 1, T) in channels-last memory, or contiguous (B, C, T);
-    ``alpha``, ``inv_beta``: C contiguous fp32 values. Split across the caller's torch threads
-    (one in a streamed decode, where the decode loop has the other core)."""
+    ``x``: fp32 CPU (B, C, 1, T) in channels-last memory (time-major rows of C; anything else:
+    None, as without the library); ``alpha``, ``inv_beta``: C contiguous fp32 values. Split across
+    the caller's torch threads (one in a streamed decode, where the decode loop has the other core)."""
     import torch
 
+    if (x.dtype != torch.float32 or alpha.dtype != torch.float32 or x.device.type != "cpu" or x.dim() != 4
+            or x.shape[2] != 1 or not x.is_contiguous(memory_format=torch.channels_last) or not available()):
+        return None
+    out = torch.empty_like(x)  # keeps x's memory format
     lib, c, item = _lib(), int(x.shape[1]), x.element_size()
     xp, yp, ap, bp = x.data_ptr(), out.data_ptr(), alpha.data_ptr(), inv_beta.data_ptr()
-    if x.dim() == 4:  # time-major rows of C
-        rows = int(x.shape[0]) * int(x.shape[3])
 
-        def call(lo: int, hi: int) -> None:
-            lib.pe_snake_time_major(xp + lo * c * item, yp + lo * c * item, ap, bp, hi - lo, c)
-    else:  # rows of T, one per (batch, channel): one part (row r is channel r % C from row 0)
-        rows, length = int(x.shape[0]) * c, int(x.shape[2])
+    def call(lo: int, hi: int) -> None:
+        lib.pe_snake_time_major(xp + lo * c * item, yp + lo * c * item, ap, bp, hi - lo, c)
 
-        def call(lo: int, hi: int) -> None:
-            lib.pe_snake_channel_major(xp, yp, ap, bp, hi - lo, c, length)
-    split = x.dim() == 4 and x.numel() >= _SPLIT_ELEMENTS
-    parts = max(1, min(torch.get_num_threads(), PREFILL_THREADS)) if split else 1
-    _in_parts(call, rows, parts)
+    parts = max(1, min(torch.get_num_threads(), PREFILL_THREADS)) if x.numel() >= _SPLIT_ELEMENTS else 1
+    _in_parts(call, int(x.shape[0]) * int(x.shape[3]), parts)
+    return out
 
 
 # --- one decode step of a whole stack (pe_stack_rows) --------------------------------------------

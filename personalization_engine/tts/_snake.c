@@ -7,9 +7,8 @@
  * |x| up to 8192; larger arguments, rare, go through libm's sinf). alpha and inv_beta are
  * exp(alpha), 1 / (exp(beta) + eps), computed once at load (tts/codec.py FusedSnake).
  *
- * Two memory layouts, both fp32:
- *   time-major (channels-last (B, C, 1, T)): rows of C, alpha indexed by the column;
- *   channel-major (contiguous (B, C, T)):    rows of T, alpha constant along a row.
+ * Layout: fp32 time-major rows of C channels (the rewritten decoder's channels-last (B, C, 1, T)
+ * tensors), alpha and inv_beta indexed by the column.
  */
 #include "_gemv.h"
 
@@ -72,24 +71,5 @@ void pe_snake_time_major(const float *x, float *y, const float *alpha, const flo
         }
 #endif
         for (; c < channels; c++) yr[c] = snake1(xr[c], alpha[c], inv_beta[c]);
-    }
-}
-
-/* Channel-major: `rows` rows of `length` (row r is channel r % channels). */
-void pe_snake_channel_major(const float *x, float *y, const float *alpha, const float *inv_beta, long rows,
-                            int channels, long length) {
-    for (long r = 0; r < rows; r++) {
-        const float *xr = x + r * length;
-        float *yr = y + r * length;
-        float a = alpha[r % channels], ib = inv_beta[r % channels];
-        long t = 0;
-#if PE_AVX2
-        __m256 av = _mm256_set1_ps(a), ibv = _mm256_set1_ps(ib);
-        for (; t + 8 <= length; t += 8) {
-            if (!snake8(xr + t, yr + t, av, ibv))
-                for (long i = t; i < t + 8; i++) yr[i] = snake1(xr[i], a, ib);
-        }
-#endif
-        for (; t < length; t++) yr[t] = snake1(xr[t], a, ib);
     }
 }

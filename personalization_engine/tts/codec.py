@@ -1,4 +1,4 @@
-"""A faster 12 Hz codec decoder on CPU: the same arithmetic as qwen-tts, less overhead around it.
+"""A faster 12 Hz codec decoder on CPU: qwen-tts' function to float rounding, in fewer FLOPs and passes.
 
 ``Qwen3TTSTokenizerV2Decoder`` turns codec frames into 24 kHz audio. Measured on the full-size
 decoder (random variance-preserving weights, ``bench/bench_codec.py``), 61 GFLOP per second of
@@ -100,12 +100,16 @@ def optimize_decoder(decoder: Any, *, winograd: bool = True) -> DecoderReport:
     ``decoder`` is ``speech_tokenizer.model.decoder`` (``Qwen3TTSTokenizerV2Decoder``). Call it
     once at load; calling it again returns the first report and changes nothing. On a non-CPU
     device nothing is rewritten (the report says so). ``winograd=False`` keeps the k=7 convs as
-    direct convolutions (for A/B benchmarks).
+    direct convolutions (for A/B benchmarks); asking an optimized decoder for the other choice
+    raises ValueError (the rewrite keeps only the weights it needs).
     """
     import torch
 
     done = getattr(decoder, _MARK, None)
     if isinstance(done, DecoderReport):
+        if done.device == "cpu" and done.convs_rewritten and (done.winograd_convs > 0) != winograd:
+            raise ValueError(f"codec decoder already optimized with winograd={not winograd}; "
+                             "optimize a fresh copy of the decoder for the other choice")
         return done
     param = next(decoder.parameters())
     device, dtype = param.device.type, str(param.dtype).replace("torch.", "")
@@ -204,12 +208,12 @@ class FusedSnake(_torch_nn().Module):  # type: ignore[misc]
     def forward(self, x: Any) -> Any:
         import torch
 
-        if not torch.is_grad_enabled() and _native_snake_fits(x, self.alpha):
+        if not torch.is_grad_enabled():  # one pass of our C kernel where it can run (_snake.c)
             from . import _native
 
-            out = torch.empty_like(x)  # keeps x's memory format
-            _native.snake(x, out, self.alpha, self.inv_beta)
-            return out
+            out = _native.snake(x, self.alpha, self.inv_beta)
+            if out is not None:
+                return out
         alpha, inv_beta = self.alpha, self.inv_beta
         if x.dim() == 4:
             alpha, inv_beta = alpha.unsqueeze(-1), inv_beta.unsqueeze(-1)
@@ -218,30 +222,13 @@ class FusedSnake(_torch_nn().Module):  # type: ignore[misc]
         return torch.addcmul(x, s, inv_beta)
 
 
-def _native_snake_fits(x: Any, alpha: Any) -> bool:
-    """Whether ``_snake.c`` can run this SnakeBeta: fp32 CPU tensors, (B, C, 1, T) channels-last
-    or contiguous (B, C, T), and the kernel library built (one pass instead of four; same values
-    to float rounding: its sine is within about 1 ulp of libm's)."""
-    import torch
-
-    from . import _native
-
-    if x.dtype != torch.float32 or alpha.dtype != torch.float32 or x.device.type != "cpu":
-        return False
-    if x.dim() == 4:
-        fits = x.shape[2] == 1 and x.is_contiguous(memory_format=torch.channels_last)
-    else:
-        fits = x.dim() == 3 and x.is_contiguous()
-    return fits and _native.available()
-
-
 class ChannelsLastConv(_torch_nn().Module):  # type: ignore[misc]
     """A causal (left-padded) conv or a right-trimmed transposed conv as conv2d on channels-last
     (B, C, 1, T) tensors; (B, C, T) inputs are converted on the way in and kept 4-D on the way
     out (:func:`to_channels_last` / :func:`from_channels_last` at the ends of the stack)."""
 
     def __init__(self, weight: Any, bias: Any, *, transposed: bool, stride: int, dilation: int,
-                 left_pad: int, right_trim: int, winograd: bool = False) -> None:
+                 left_pad: int, right_trim: int, winograd: bool) -> None:
         super().__init__()
         import torch
 
@@ -272,14 +259,14 @@ class ChannelsLastConv(_torch_nn().Module):  # type: ignore[misc]
         self.out_3d = False
 
     @classmethod
-    def from_causal(cls, m: Any, *, winograd: bool = False) -> ChannelsLastConv:
+    def from_causal(cls, m: Any, *, winograd: bool) -> ChannelsLastConv:
         return cls(m.conv.weight.detach(), m.conv.bias, transposed=False, stride=1,
                    dilation=int(m.conv.dilation[0]), left_pad=int(m.padding), right_trim=0, winograd=winograd)
 
     @classmethod
     def from_trans(cls, m: Any) -> ChannelsLastConv:
         return cls(m.conv.weight.detach(), m.conv.bias, transposed=True, stride=int(m.conv.stride[0]),
-                   dilation=1, left_pad=0, right_trim=int(m.right_pad))
+                   dilation=1, left_pad=0, right_trim=int(m.right_pad), winograd=False)
 
     def forward(self, x: Any) -> Any:
         x = to_channels_last(x)
@@ -301,7 +288,6 @@ class ChannelsLastConv(_torch_nn().Module):  # type: ignore[misc]
             y = F.conv2d(x, self.weight, self.bias, dilation=(1, self.dilation))
         return from_channels_last(y) if self.out_3d else y
 
-
     def _by_taps(self, x: Any) -> Any:
         """``y[t] = b + sum_k W_k x[t + k * dilation]``: channels-last memory is time-major, so
         every tap's input is a contiguous row slice and the sum is K accumulated GEMMs."""
@@ -321,7 +307,6 @@ class ChannelsLastConv(_torch_nn().Module):  # type: ignore[misc]
             for tap in range(k):
                 out.addmm_(rows[i, tap * self.dilation:tap * self.dilation + t], self.weight[tap])
         return time_major_to_channels(y.view(b, t, 1, cout))
-
 
     def _transposed(self, x: Any) -> Any:
         """Transposed conv, kernel 2u, stride u, last u outputs trimmed (qwen-tts' causal one).
@@ -387,7 +372,7 @@ def _by_winograd(conv: WinogradConv, x: Any) -> Any:
         y = conv(rows[0].contiguous()).unsqueeze(0)
     else:
         y = torch.stack([conv(rows[i].contiguous()) for i in range(b)])
-    return y.view(b, 1, y.shape[1], y.shape[2]).permute(0, 3, 1, 2)
+    return time_major_to_channels(y.unsqueeze(2))
 
 
 def time_major_to_channels(y: Any) -> Any:

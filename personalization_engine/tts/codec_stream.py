@@ -90,7 +90,7 @@ class BackHalfStream:
     calls makes ``stream(h[:, :, :a]) ++ stream(h[:, :, a:])`` equal ``back(h)`` (float
     rounding), so a streamed chunk costs its own frames only: no CONV_CONTEXT_FRAMES re-decode
     (+50 % on 16-frame chunks, +200 % on the 4-frame first one). Requires
-    :func:`optimize_decoder` (checked by :func:`supports_streaming`).
+    :func:`.codec.optimize_decoder` (checked by :func:`.codec.supports_streaming`).
     """
 
     def __init__(self, decoder: Any) -> None:

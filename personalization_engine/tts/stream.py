@@ -83,7 +83,8 @@ class ChunkDecoder:
     ``context`` (ICL mode: the last reference frames, as in the one-shot decode) starts the
     history. On a decoder rewritten by :func:`.codec.optimize_decoder` (CPU) both halves carry
     their state from chunk to chunk (:class:`.codec_stream.FrontStream`, :class:`.codec_stream.BackHalfStream`):
-    a chunk costs its own frames, joins the one-shot decode exactly (float rounding), and
+    a chunk costs its own frames, joins the one-shot decode to float rounding (the Winograd
+    convs' tiles start at each chunk: up to ~1e-4, tested), and
     ``left_context_frames`` only bounds how much of ``context`` goes in before the first chunk.
     Otherwise each chunk re-decodes ``left_context_frames`` earlier frames in the frame-rate
     half and CONV_CONTEXT_FRAMES in the sample-rate half; the split mirrors
@@ -179,11 +180,11 @@ class ChunkDecoder:
 
 
 #: Frames per piece when a whole segment is decoded at once by a decoder that carries state
-#: (CPU): a piece's activations stay in cache. One 50-frame call on one thread: 0.93 s of compute
-#: per second of audio; in pieces, as streamed: 0.84 (bench/results/codec_r18.json); on two
-#: threads the same either way (0.62 / 0.63, ad-hoc, interleaved). Unlike qwen-tts' decode, a
-#: segment longer than 300 frames has no seams (its 300-frame windows with 25 frames of context
-#: differ from the one-shot decode by ~1e-2 at each seam).
+#: (CPU). Unlike qwen-tts' decode, a segment longer than 300 frames has no seams (its 300-frame
+#: windows with 25 frames of context differ from the one-shot decode by ~1e-2 at each seam), and
+#: a piece's activations stay in cache: with direct convs one 50-frame call on one thread took
+#: 0.93 s of compute per second of audio, pieces 0.84 (codec_r18.json); with the Winograd convs,
+#: which work in passes of their own, the two cost the same (0.71-0.73, codec_r19.json).
 ONE_SHOT_PIECE_FRAMES = 16
 
 
