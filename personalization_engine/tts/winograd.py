@@ -79,9 +79,11 @@ class WinogradConv(_torch_nn().Module):  # type: ignore[misc]
         if k != KERNEL:
             raise ValueError(f"Winograd F({TILE}, {KERNEL}) needs kernel {KERNEL}, got {k}")
         at, g, bt = toom_cook(TILE, KERNEL)
-        taps = weight.detach().to(torch.float64).permute(2, 1, 0)  # (K, C_in, C_out)
-        transformed = torch.einsum("nk,kio->nio", torch.from_numpy(g), taps)  # (10, C_in, C_out)
-        self.register_buffer("weight", transformed.to(weight.dtype).contiguous())
+        # (K, C_out * C_in) -> (10, C_in, C_out): one small matrix product in the weight's dtype
+        # (float64 copies of the 768-channel weights cost 80 MB of transient memory per conv).
+        taps = weight.detach().permute(2, 0, 1).reshape(k, cout * cin)
+        transformed = torch.from_numpy(g).to(weight.dtype) @ taps
+        self.register_buffer("weight", transformed.view(-1, cout, cin).transpose(1, 2).contiguous())
         self.register_buffer("at", torch.from_numpy(at).to(weight.dtype).contiguous())
         self.register_buffer("bt", torch.from_numpy(bt).to(weight.dtype).contiguous())
         self.register_buffer("bias", None if bias is None else bias.detach().clone())
