@@ -40,6 +40,9 @@ CONTOUR_NAMES = (
     "nucleus_interval_cv", "nucleus_interval_npvi",
 )
 ENVELOPE_NAMES = tuple(f"mfcc{i}_mean" for i in range(1, N_ENVELOPE + 1))
+#: Quefrency range of the cepstral peak (F0 from 60 to 500 Hz).
+CPP_F0_HZ = (60.0, 500.0)
+CPP_NAMES = ("cpp_db_mean", "cpp_db_std", "cpp_db_p10", "cpp_db_p90")
 
 
 def spectral_contrast(db: np.ndarray, freqs: np.ndarray, speech: np.ndarray) -> np.ndarray:
@@ -147,3 +150,28 @@ def spectral_envelope(logmel_mean: np.ndarray) -> np.ndarray:
     import scipy.fft
 
     return scipy.fft.dct(logmel_mean, norm="ortho")[1 : N_ENVELOPE + 1]
+
+
+def cepstral_peak_prominence(db: np.ndarray, voiced: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Cepstral peak prominence (Hillenbrand): per voiced frame, the height (dB) of the cepstrum's
+    peak in the F0 quefrency range above the line fitted to the cepstrum over that range;
+    breathy and tense voices lower it, clear voicing raises it. A smooth microphone response only
+    moves low quefrencies, below the range. Returns :data:`CPP_NAMES` values (mean, std, 10th and
+    90th percentile over voiced frames).
+
+    ``db``: dB power spectrum (bins, frames) of an even FFT length; ``voiced``: frame mask.
+    """
+    frames = db[:, voiced]
+    if frames.shape[1] == 0:
+        return np.zeros(len(CPP_NAMES))
+    cep = np.fft.irfft(frames, axis=0)  # real cepstrum of the dB spectrum
+    lo, hi = (int(sample_rate / f) for f in (CPP_F0_HZ[1], CPP_F0_HZ[0]))
+    hi = min(hi, cep.shape[0] // 2)
+    seg = 20.0 * np.log10(np.abs(cep[lo:hi]) + 1e-6)  # the cepstrum in dB over the F0 range
+    q = np.arange(lo, hi, dtype=np.float64)
+    qc = q - q.mean()
+    slope = (qc @ seg) / (qc @ qc)  # least-squares line per frame
+    icept = seg.mean(axis=0) - slope * q.mean()
+    peak = seg.argmax(axis=0)
+    cpp_db = seg[peak, np.arange(seg.shape[1])] - (icept + slope * q[peak])
+    return np.array([cpp_db.mean(), cpp_db.std(), np.percentile(cpp_db, 10), np.percentile(cpp_db, 90)])

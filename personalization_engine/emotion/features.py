@@ -52,7 +52,7 @@ SPEECH_REL_DB = 35.0
 #: Voiced speech needed to classify emotion at all (s); less is not speech.
 MIN_VOICED_S = 0.15
 #: Bumped whenever a feature's definition changes (keys the training-feature cache).
-FEATURE_VERSION = "ef-6"
+FEATURE_VERSION = "ef-7"
 
 _PCTS = (10, 50, 90)
 _FUNC5 = ("mean", "std", "p10", "p50", "p90")
@@ -104,6 +104,7 @@ def _names() -> tuple[str, ...]:
     names += [f"mfcc{i}_{f}" for i in range(N_MFCC) for f in ("skew", "kurt", "voiced_mean", "unvoiced_mean")]
     names += [f"{lld}_skew" for lld in _SPECTRAL_LLDS]
     names += [*dynamics.CONTRAST_NAMES, *dynamics.MODULATION_NAMES, *dynamics.CONTOUR_NAMES, *dynamics.ENVELOPE_NAMES]
+    names += list(dynamics.CPP_NAMES)
     return tuple(names)
 
 
@@ -493,4 +494,5 @@ def _dynamics_block(a: _Analysis) -> np.ndarray:
         dynamics.modulation_spectrum(a.frame_db, a.speech, fps),
         dynamics.pitch_contours(st, a.voiced, a.frame_db, _nuclei(a), fps),
         dynamics.spectral_envelope(a.logmel_mean),
+        dynamics.cepstral_peak_prominence(a.db, a.voiced, SAMPLE_RATE),
     ])
