@@ -1,4 +1,5 @@
-"""Emotion features added in ``ef-6``: spectral contrast, envelope modulation, pitch contours.
+"""Emotion features added in ``ef-6`` (spectral contrast, envelope modulation, pitch contours) and
+``ef-7`` (cepstral peak prominence).
 
 Each function takes the frame-level tracks of one clip (10 ms frames, the grid of
 :mod:`.features`) and returns a fixed-length vector, in the order of its ``*_NAMES`` constant.
@@ -8,7 +9,9 @@ All but :func:`spectral_envelope` are meant to survive a change of microphone an
   when a smooth microphone response lifts or cuts the whole band;
 - the modulation spectrum of the loudness envelope (how fast loudness rises and falls: syllable
   rate, emphasis) is a shape of the envelope, not of the spectrum;
-- pitch contours per voiced segment (slope, range, final movement) are in semitones.
+- pitch contours per voiced segment (slope, range, final movement) are in semitones;
+- cepstral peak prominence (how clearly the voice is periodic: breathy, tense or clear) lives at
+  the quefrencies of F0, above those a smooth microphone or room response reaches.
 
 :func:`spectral_envelope` is the clip's mean cepstrum (MFCC 1-12 before cepstral mean
 normalisation): vocal effort tilts it, but so does the microphone. It is trained with the
@@ -161,14 +164,16 @@ def cepstral_peak_prominence(db: np.ndarray, voiced: np.ndarray, sample_rate: in
 
     ``db``: dB power spectrum (bins, frames) of an even FFT length; ``voiced``: frame mask.
     """
+    import scipy.fft
+
     frames = db[:, voiced]
     if frames.shape[1] == 0:
         return np.zeros(len(CPP_NAMES))
-    cep = np.fft.irfft(frames, axis=0)  # real cepstrum of the dB spectrum
+    cep = scipy.fft.irfft(frames, axis=0)  # real cepstrum of the dB spectrum (float32 stays float32)
     lo, hi = (int(sample_rate / f) for f in (CPP_F0_HZ[1], CPP_F0_HZ[0]))
     hi = min(hi, cep.shape[0] // 2)
     seg = 20.0 * np.log10(np.abs(cep[lo:hi]) + 1e-6)  # the cepstrum in dB over the F0 range
-    q = np.arange(lo, hi, dtype=np.float64)
+    q = np.arange(lo, hi, dtype=seg.dtype)
     qc = q - q.mean()
     slope = (qc @ seg) / (qc @ qc)  # least-squares line per frame
     icept = seg.mean(axis=0) - slope * q.mean()

@@ -20,7 +20,8 @@ Hammarberg index, band-energy ratios), a Boersma-style autocorrelation pitch tra
 gives the harmonics-to-noise ratio, frame-level jitter/shimmer approximations, H1-H2, loudness
 dynamics and rhythm (syllable-nucleus rate, pauses). Functionals (mean, std, percentiles) turn
 the LLD tracks into :data:`FEATURE_NAMES`, the one definition of the feature order. ``ef-6``
-appends the blocks of :mod:`.dynamics` (spectral contrast, modulation, contours, mean cepstrum).
+appends the blocks of :mod:`.dynamics` (spectral contrast, modulation, contours, mean cepstrum),
+``ef-7`` its cepstral peak prominence.
 """
 
 from __future__ import annotations
@@ -486,7 +487,8 @@ def _more_block(a: _Analysis, spectral: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def _dynamics_block(a: _Analysis) -> np.ndarray:
-    """``ef-6`` additions (:mod:`.dynamics`): contrast, modulation, contours, spectral envelope."""
+    """``ef-6`` and ``ef-7`` additions (:mod:`.dynamics`): contrast, modulation, contours, spectral
+    envelope, cepstral peak prominence."""
     fps = SAMPLE_RATE / HOP
     st, _ = _semitones(a)
     return np.concatenate([
