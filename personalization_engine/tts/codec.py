@@ -281,7 +281,7 @@ class ChannelsLastConv(_torch_nn().Module):  # type: ignore[misc]
         import torch.nn.functional as F
 
         if self.winograd is not None:
-            y = _by_winograd(self.winograd, x)
+            y = time_major_to_channels(self.winograd(time_major_rows(x)).unsqueeze(2))
         elif self.taps:
             y = self._by_taps(x)
         else:
@@ -293,10 +293,10 @@ class ChannelsLastConv(_torch_nn().Module):  # type: ignore[misc]
         every tap's input is a contiguous row slice and the sum is K accumulated GEMMs."""
         import torch
 
-        b, cin, _, t_in = x.shape
+        b, _, _, t_in = x.shape
         k, _, cout = self.weight.shape
         t = t_in - self.dilation * (k - 1)
-        rows = x.permute(0, 2, 3, 1).reshape(b, t_in, cin)
+        rows = time_major_rows(x)
         y = torch.empty((b, t, cout), dtype=x.dtype, device=x.device)
         for i in range(b):
             out = y[i]
@@ -328,7 +328,7 @@ class ChannelsLastConv(_torch_nn().Module):  # type: ignore[misc]
         b, cin, _, t = x.shape
         u = self.stride
         cout = self.weight.shape[1] // (2 * u)
-        z = torch.mm(x.permute(0, 2, 3, 1).reshape(b * t, cin), self.weight).view(b, t, 2, u, cout)
+        z = torch.mm(time_major_rows(x).reshape(b * t, cin), self.weight).view(b, t, 2, u, cout)
         y = z[:, :, 0] + self.bias if self.bias is not None else z[:, :, 0].clone()
         y[:, 1:] += z[:, :-1, 1]
         return y, z
@@ -362,17 +362,10 @@ class FrameUpsample(_torch_nn().Module):  # type: ignore[misc]
         return y.transpose(1, 2).contiguous()
 
 
-def _by_winograd(conv: WinogradConv, x: Any) -> Any:
-    """A k=7 conv as Winograd F(4, 7) on the time-major rows of channels-last ``x`` (B, C, 1, T)."""
-    import torch
-
-    b, cin, _, t_in = x.shape
-    rows = x.permute(0, 2, 3, 1).reshape(b, t_in, cin)
-    if b == 1:
-        y = conv(rows[0].contiguous()).unsqueeze(0)
-    else:
-        y = torch.stack([conv(rows[i].contiguous()) for i in range(b)])
-    return time_major_to_channels(y.unsqueeze(2))
+def time_major_rows(x: Any) -> Any:
+    """Channels-last (B, C, 1, T) -> its memory as time-major rows (B, T, C) (a view)."""
+    b, c, _, t = x.shape
+    return x.permute(0, 2, 3, 1).reshape(b, t, c)
 
 
 def time_major_to_channels(y: Any) -> Any:

@@ -91,11 +91,21 @@ class WinogradConv(_torch_nn().Module):  # type: ignore[misc]
         self.cin, self.cout = cin, cout
 
     def forward(self, rows: Any) -> Any:
-        """Rows (T + 6 * dilation, C_in), contiguous and time-major -> outputs (T, C_out)."""
+        """Time-major rows (B, T + 6 * dilation, C_in) -> outputs (B, T, C_out)."""
         import torch
 
-        t = rows.shape[0] - self.dilation * (KERNEL - 1)
-        out = torch.empty((t, self.cout), dtype=rows.dtype, device=rows.device)
+        rows = rows.contiguous()  # the tiles are strided views of each batch item's rows
+        b, t_in, _ = rows.shape
+        out = torch.empty((b, t_in - self.dilation * (KERNEL - 1), self.cout), dtype=rows.dtype, device=rows.device)
+        for i in range(b):
+            self._one(rows[i], out[i])
+        return out
+
+    def _one(self, rows: Any, out: Any) -> None:
+        """One batch item: contiguous rows (T + 6 * dilation, C_in) into ``out`` (T, C_out)."""
+        import torch
+
+        t = out.shape[0]
         span = TILE * self.dilation
         blocks = t // span
         per_pass = max(1, TILES_PER_PASS // self.dilation)  # a block holds `dilation` tiles
@@ -109,7 +119,6 @@ class WinogradConv(_torch_nn().Module):  # type: ignore[misc]
             last = torch.empty((span, self.cout), dtype=rows.dtype, device=rows.device)
             self._tiles(tail, 1, last)
             out[blocks * span:].copy_(last[:rest])
-        return out
 
     def _tiles(self, rows: Any, blocks: int, out: Any) -> None:
         """``blocks`` full tile blocks (TILE x dilation outputs each) of ``rows`` into ``out``."""
