@@ -389,12 +389,13 @@ def from_channels_last(x: Any) -> Any:
 
 
 def left_padded(x: Any, n: int, prev: Any = None) -> Any:
-    """Channels-last (B, C, 1, T) ``x`` with ``n`` time steps in front (``prev``'s, or zeros),
-    channels-last: one copy of ``x`` (``F.pad`` then ``contiguous`` made two)."""
+    """``x`` with ``n`` time steps in front (``prev``'s, or zeros), in one copy of ``x`` (``F.pad``
+    then ``contiguous`` made two): channels-last (B, C, 1, T) stays channels-last, (B, C, T)
+    comes out contiguous."""
     import torch
 
-    full = torch.empty((*x.shape[:-1], n + x.shape[-1]), dtype=x.dtype, device=x.device,
-                       memory_format=torch.channels_last)
+    layout = torch.channels_last if x.dim() == 4 else torch.contiguous_format
+    full = torch.empty((*x.shape[:-1], n + x.shape[-1]), dtype=x.dtype, device=x.device, memory_format=layout)
     if prev is None:
         full[..., :n].zero_()
     else:

@@ -26,15 +26,7 @@ from .codec import (
 def carry(state: dict[int, Any], m: Any, x: Any, n: int) -> Any:
     """``x`` with the last ``n`` time steps of ``m``'s previous input (kept in ``state``) in
     front, zeros before the first call; remembers this call's last ``n`` steps for the next."""
-    import torch
-
-    prev = state.get(id(m))
-    if x.dim() == 4:
-        full = left_padded(x, n, prev)
-    else:
-        if prev is None:
-            prev = torch.zeros((*x.shape[:-1], n), dtype=x.dtype, device=x.device)
-        full = torch.cat([prev, x], dim=-1)
+    full = left_padded(x, n, state.get(id(m)))
     state[id(m)] = full[..., full.shape[-1] - n:]
     return full
 
