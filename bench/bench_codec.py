@@ -82,14 +82,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
     parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--allocator", choices=["kept", "glibc"], default="kept",
+                        help="freed memory kept for reuse, as load_model does on CPU (default), or glibc's defaults "
+                             "(run in a fresh process: its own threshold adjustment)")
     args = parser.parse_args(argv)
     import numpy as np
     import torch
 
     from personalization_engine.rates import FRAMES_PER_S, SAMPLES_PER_FRAME
     from personalization_engine.tts.codec import optimize_decoder
+    from personalization_engine.tts.runtime import keep_freed_memory
     from personalization_engine.tts.stream import ChunkDecoder
 
+    keep_freed_memory(args.allocator == "kept")
     if args.threads:
         torch.set_num_threads(args.threads)
     base = build_decoder()
@@ -99,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     frames = round(args.seconds * FRAMES_PER_S)
     codes = torch.randint(0, 2048, (1, 16, frames), generator=torch.Generator().manual_seed(1))
     res: dict[str, Any] = {"audio_s": frames / FRAMES_PER_S, "threads": torch.get_num_threads(),
+                           "allocator": args.allocator,
                            "report": report.to_dict(), "load_before": os.getloadavg()}
     thread_counts = [torch.get_num_threads()] + ([1] if torch.get_num_threads() > 1 else [])
     wavs: dict[str, Any] = {}

@@ -7,7 +7,8 @@ This bench loads one model once and runs the combinations of ``tts.stream.MIN_ME
 helper thread (``tts._native.decode_helper``, ``--helper``, default on and off), and with
 ``--winograd on off`` the codec decoder's k=7 convs as Winograd (the loaded model's) or direct
 (a second copy of the checkpoint's decoder, ``optimize_decoder(winograd=False)``, swapped in),
-interleaved, ``--reps`` rounds, and
+with ``--allocator kept glibc`` freed memory kept for reuse (``tts.runtime.keep_freed_memory``)
+or glibc's defaults (the page faults of each run are reported too), interleaved, ``--reps`` rounds, and
 reports the median RTF and time to first audio of each; then, with ``--one-shot``, the same call
 not streamed (generation, then one codec decode) with the helper on and off, interleaved. Same
 text, reference clip, seed and frame cap as ``bench_synthesis.py``.
@@ -48,11 +49,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--helper", nargs="+", default=["on", "off"], choices=["on", "off"])
     p.add_argument("--winograd", nargs="+", default=["on"], choices=["on", "off"],
                    help="codec k=7 convs as Winograd (on) or direct (off: a second decoder swapped in)")
+    p.add_argument("--allocator", nargs="+", default=["kept"], choices=["kept", "glibc"],
+                   help="freed memory kept for reuse (tts.runtime.keep_freed_memory, the default) or glibc's "
+                        "default thresholds as fixed values (its own adjustment of them cannot come back)")
     p.add_argument("--one-shot", action="store_true", help="also time the call not streamed, helper on / off")
     args = p.parse_args(argv)
 
     from personalization_engine.rates import FRAMES_PER_S
     from personalization_engine.tts import _native, stream
+    from personalization_engine.tts.runtime import keep_freed_memory
 
     lines, model, reference = in_process_setup("bench/bench_stream_ab.py", argv, args.size, args.quant,
                                                args.checkpoint)
@@ -75,23 +80,29 @@ def main(argv: list[str] | None = None) -> int:
         for wino in args.winograd:
             holder.decoder = decoders[wino]
             run(mode)  # warm-up (an ICL voice also primes the codec with its reference frames)
-    combinations = [(mode, merged, helper == "on", wino) for wino in args.winograd for helper in args.helper
-                    for merged in args.merged for mode in args.mode]
-    results: dict[tuple[str, int, bool, str], list[tuple[float, float]]] = {c: [] for c in combinations}
+    combinations = [(mode, merged, helper == "on", wino, alloc) for alloc in args.allocator
+                    for wino in args.winograd for helper in args.helper for merged in args.merged for mode in args.mode]
+    results: dict[tuple[str, int, bool, str, str], list[tuple[float, float, int]]] = {c: [] for c in combinations}
     for _ in range(args.reps):
-        for mode, merged, helper, wino in combinations:
+        for mode, merged, helper, wino, alloc in combinations:
             stream.MIN_MERGED_FRAMES = merged
             _native.decode_helper(helper)
             holder.decoder = decoders[wino]
-            results[(mode, merged, helper, wino)].append(run(mode))
+            keep_freed_memory(alloc == "kept")
+            faults = _minor_faults()
+            wall, first = run(mode)
+            results[(mode, merged, helper, wino, alloc)].append((wall, first, _minor_faults() - faults))
     holder.decoder = decoders["on"]
+    keep_freed_memory(True)
     audio_s = args.frames / FRAMES_PER_S
-    for (mode, merged, helper, wino), runs in results.items():
-        wall = statistics.median(w for w, _ in runs)
-        first = statistics.median(f for _, f in runs)
+    for (mode, merged, helper, wino, alloc), runs in results.items():
+        wall = statistics.median(r[0] for r in runs)
+        first = statistics.median(r[1] for r in runs)
         codec = f" winograd={wino:3s}" if len(args.winograd) > 1 else ""
-        lines.append(f"{args.size} {args.quant} {mode} min_merged={merged} helper={'on ' if helper else 'off'}{codec}: "
-                     f"RTF {wall / audio_s:.2f}, first audio {first:.2f} s; walls {[round(w, 2) for w, _ in runs]}")
+        memory = f" allocator={alloc:5s}" if len(args.allocator) > 1 else ""
+        lines.append(f"{args.size} {args.quant} {mode} min_merged={merged} helper={'on ' if helper else 'off'}{codec}"
+                     f"{memory}: RTF {wall / audio_s:.2f}, first audio {first:.2f} s; walls "
+                     f"{[round(r[0], 2) for r in runs]}; page faults {statistics.median(r[2] for r in runs):.0f}")
     if args.one_shot:
         for mode in args.mode:
             walls: dict[bool, list[float]] = {True: [], False: []}
@@ -107,6 +118,15 @@ def main(argv: list[str] | None = None) -> int:
     with args.out.open("a" if args.append else "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n\n")
     return 0
+
+
+def _minor_faults() -> int:
+    """Minor page faults of this process so far (0 where unknown)."""
+    try:
+        import resource
+    except ImportError:
+        return 0
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_minflt)
 
 
 def _direct_decoder(checkpoint: Path) -> Any:

@@ -259,6 +259,33 @@ def test_the_decode_helper_changes_no_bit(quantized_tiny: Any, which: str) -> No
     assert torch.equal(shared, alone) and torch.equal(held_up, alone)
 
 
+@pytest.mark.parametrize("cls", [NativeInt4Linear, NativeInt8Linear, NativeBF16Linear])
+def test_a_one_row_product_shared_with_the_helper_equals_the_many_row_product(cls: Any) -> None:
+    """A head after a decode step (one activation row) runs through the pool (``pe_gemv_one``):
+    bit-identical to the same row of the prefill product (``pe_gemm_*``), helper on or off."""
+    torch.manual_seed(3)
+    module = cls.from_float(torch.randn(1040, 256) * 0.02)  # 17 chunks of 64 rows: split
+    x = torch.randn(3, 256)
+    before = _native.decode_helper()
+    try:
+        with torch.inference_mode():
+            rows = module(x)
+            _native.decode_helper(True)
+            shared = [module(x[i:i + 1]) for i in range(3)]
+            _native.decode_helper(False)
+            alone = [module(x[i:i + 1]) for i in range(3)]
+    finally:
+        _native.decode_helper(before)
+    for i in range(3):
+        assert torch.equal(shared[i][0], rows[i]) and torch.equal(alone[i][0], rows[i])
+
+
+def test_a_bad_one_row_product_is_refused_with_a_clear_error() -> None:
+    module = NativeInt4Linear.from_float(torch.randn(16, 64))
+    with pytest.raises(RuntimeError, match="pe_gemv_one failed"):
+        _native.gemv_one(4, module.qweight, module.scales, module.mins, torch.randn(1, 40), torch.empty(1, 16))
+
+
 def _snake_reference(x: torch.Tensor, alpha: torch.Tensor, inv_beta: torch.Tensor) -> torch.Tensor:
     """SnakeBeta as PyTorch computes it, in float64 (the value both float32 versions round)."""
     x64 = x.double()

@@ -23,7 +23,7 @@
  */
 #include "_gemv.h"
 
-int pe_abi_version(void) { return 7; }
+int pe_abi_version(void) { return 8; }
 int pe_simd(void) { return PE_AVX2; }
 
 static float half_to_float(uint16_t h) {

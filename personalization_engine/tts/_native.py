@@ -49,7 +49,7 @@ BLOCK = 32
 #: The packed weight layout ``_gemv.c`` reads; part of the quant cache's key (a cache packed
 #: for another layout is rebuilt, never misread).
 LAYOUT = "q4-pairs+q8-blocks32-fp16-scales+bf16-v1"
-_ABI = 7
+_ABI = 8
 _SIMD_FLAGS = ("-mavx2", "-mfma", "-mf16c")
 
 _state: dict[str, Any] = {}
@@ -131,6 +131,8 @@ def library() -> Any | None:
     lib.pe_gemm_q4.restype = lib.pe_gemm_q8.restype = lib.pe_gemm_bf16.restype = i
     lib.pe_stack_rows.argtypes = [ctypes.POINTER(_Stack), vp, i, i, ctypes.POINTER(vp), ctypes.POINTER(vp), i]
     lib.pe_stack_rows.restype = i
+    lib.pe_gemv_one.argtypes = [i, vp, vp, vp, i, i, vp, vp]
+    lib.pe_gemv_one.restype = i
     lib.pe_pool_enable.argtypes = [i]
     lib.pe_pool_test_delay.argtypes = [ctypes.c_long]
     lib.pe_pool_helper_chunks.restype = lib.pe_pool_stolen_chunks.restype = ctypes.c_long
@@ -204,6 +206,18 @@ def _lib() -> Any:
         raise RuntimeError(f"the native int kernels are unavailable here ({_state.get('why')}); "
                            "quantize with them disabled (PE_NATIVE_KERNELS=0) to use PyTorch's")
     return lib
+
+
+def gemv_one(bits: int, weight: Any, scales: Any, mins: Any, x: Any, out: Any) -> None:
+    """``out[1, N] = x[1, K] @ W^T`` for one activation row, the rows shared with the decode
+    helper thread (``pe_gemv_one``): the heads after each decode step. ``bits`` 4 (``mins``), 8 or
+    16 (bf16 bits; ``scales`` and ``mins`` None); fp32, contiguous."""
+    rc = _lib().pe_gemv_one(bits, weight.data_ptr(), None if scales is None else scales.data_ptr(),
+                            None if mins is None else mins.data_ptr(), int(out.shape[1]), int(x.shape[1]),
+                            x.data_ptr(), out.data_ptr())
+    if rc != 0:
+        raise RuntimeError(f"pe_gemv_one failed for a {bits}-bit {tuple(out.shape)} x {tuple(x.shape)} product "
+                           "(shape, or out of memory)")
 
 
 def gemm_q4(weight: Any, scales: Any, mins: Any, x: Any, out: Any) -> None:

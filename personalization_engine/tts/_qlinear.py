@@ -281,7 +281,10 @@ class NativeInt4Linear(_NativeLinear):
         return cls(tensors["qweight"], tensors["scales"], tensors["mins"], tensors.get("bias"))
 
     def _gemm(self, x: torch.Tensor, out: torch.Tensor) -> None:
-        _native.gemm_q4(self.qweight, self.scales, self.mins, x, out)
+        if x.shape[0] == 1:  # a head after a decode step: rows shared with the helper thread
+            _native.gemv_one(4, self.qweight, self.scales, self.mins, x, out)
+        else:
+            _native.gemm_q4(self.qweight, self.scales, self.mins, x, out)
 
     def dequantize(self) -> torch.Tensor:
         """The float32 (out, in) weight these codes stand for."""
@@ -322,7 +325,10 @@ class NativeInt8Linear(_NativeLinear):
         return cls(tensors["qweight"], tensors["scales"], tensors.get("bias"))
 
     def _gemm(self, x: torch.Tensor, out: torch.Tensor) -> None:
-        _native.gemm_q8(self.qweight, self.scales, x, out)
+        if x.shape[0] == 1:
+            _native.gemv_one(8, self.qweight, self.scales, None, x, out)
+        else:
+            _native.gemm_q8(self.qweight, self.scales, x, out)
 
     def dequantize(self) -> torch.Tensor:
         """The float32 (out, in) weight these codes stand for."""
@@ -338,7 +344,10 @@ class NativeBF16Linear(_BF16Weight, _NativeLinear):
     kind, mode = "bf16n", "bf16"
 
     def _gemm(self, x: torch.Tensor, out: torch.Tensor) -> None:
-        _native.gemm_bf16(self.weight, x, out)
+        if x.shape[0] == 1:
+            _native.gemv_one(16, self.weight, None, None, x, out)
+        else:
+            _native.gemm_bf16(self.weight, x, out)
 
     def dequantize(self) -> torch.Tensor:
         return self.weight.to(torch.float32)

@@ -211,3 +211,20 @@ int pe_stack_rows(const pe_stack *s, float *x, int pos, int m, float *const *key
     free(buf); free(xq);
     return 0;
 }
+
+/* y[n] = W . x for one activation row (a head after a decode step), its output rows shared with
+ * the pool's helper like the step's own products. bits: 4, 8 or 16; m: q4 only. Returns 0, or -1
+ * (bad shape or out of memory). */
+int pe_gemv_one(int bits, const void *w, const uint16_t *d, const uint16_t *m, int n, int k, const float *x,
+                float *y) {
+    if ((bits != 16 && k % QK) || n < 1 || k < 1 || (bits != 4 && bits != 8 && bits != 16)) return -1;
+    pe_lin l = {bits, n, k, w, d, m};
+    int8_t *xq = (int8_t *)malloc((size_t)k + 64);
+    float *dx = (float *)malloc(sizeof(float) * 2 * (size_t)(k / QK));
+    if (!xq || !dx) { free(xq); free(dx); return -1; }
+    int pooled = pe_pool_begin();
+    gemv(&l, 1, x, y, xq, dx, dx + k / QK, NULL, pooled);
+    if (pooled) pe_pool_end();
+    free(xq); free(dx);
+    return 0;
+}

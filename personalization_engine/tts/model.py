@@ -49,6 +49,7 @@ from .results import join_results, segment_result
 from .runtime import (
     cosine,
     free_memory,
+    keep_freed_memory,
     peak_memory_gb,
     reset_peak_memory,
     torch_module,
@@ -169,6 +170,9 @@ class TTSModel:
         self.sample_rate = int(qwen.model.speech_tokenizer.get_output_sample_rate())
         self.samples_per_frame = int(qwen.model.speech_tokenizer.get_decode_upsample_rate())
         from .codec import optimize_decoder
+
+        if device == "cpu":  # no page faults per streamed codec chunk (runtime.keep_freed_memory)
+            keep_freed_memory()
 
         #: What the CPU rewrite of the codec decoder changed (same arithmetic; tts/codec.py).
         self.codec_report = optimize_decoder(qwen.model.speech_tokenizer.model.decoder)
