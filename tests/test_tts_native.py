@@ -63,13 +63,22 @@ def test_kernel_equals_the_dequantized_product(cls: Any, out_f: int, in_f: int, 
 
 
 def test_codes_round_to_the_nearest_level() -> None:
-    """int4: every weight is within half a step of its block's dequantized level (asymmetric
-    range, so the block's min and max are represented); int8: within half a step of zero-centred levels."""
+    """int4 (symmetric, GGML's Q4_0 rule): each block's largest-magnitude weight is a level
+    (code 0), every weight inside the levels' range is within half a step of the nearest one, and
+    the few beyond the top level (7 steps on the other side) within one step; int8: within half a
+    step of zero-centred levels."""
     torch.manual_seed(1)
     w = torch.randn(32, 256) * 0.05
     q4 = NativeInt4Linear.from_float(w)
     step4 = q4.scales.to(torch.float32).repeat_interleave(32, dim=1)
-    assert bool(((q4.dequantize() - w).abs() <= step4 / 2 + 1e-4 * step4).all())
+    err = (q4.dequantize() - w).abs()
+    inside = (w / step4 >= -8.0 - 1e-3) & (w / step4 <= 7.0 + 1e-3)  # levels -8 .. 7 steps (signed step)
+    assert bool((err[inside] <= step4.abs()[inside] / 2 + 1e-4 * step4.abs()[inside]).all())
+    assert bool((err <= step4.abs() * (1 + 1e-4)).all()) and float(inside.float().mean()) > 0.9
+    blocks = w.reshape(32, 8, 32)
+    extreme = blocks.gather(-1, blocks.abs().argmax(dim=-1, keepdim=True))
+    got = q4.dequantize().reshape(32, 8, 32).gather(-1, blocks.abs().argmax(dim=-1, keepdim=True))
+    assert bool(((got - extreme).abs() <= 1e-3 * extreme.abs()).all())
     q8 = NativeInt8Linear.from_float(w)
     step8 = q8.scales.to(torch.float32).repeat_interleave(32, dim=1)
     assert bool(((q8.dequantize() - w).abs() <= step8 / 2 + 1e-3 * step8).all())
@@ -98,8 +107,8 @@ def test_plain_c_build_equals_the_simd_build(plain_lib: Any) -> None:
     x = torch.randn(2, 544)
     out = torch.empty(2, 24)
     vp = ctypes.c_void_p
-    rc = lib.pe_gemm_q4(vp(module.qweight.data_ptr()), vp(module.scales.data_ptr()), vp(module.mins.data_ptr()),
-                        vp(x.data_ptr()), vp(out.data_ptr()), 2, 24, 544, 0, 24)
+    rc = lib.pe_gemm_q4(vp(module.qweight.data_ptr()), vp(module.scales.data_ptr()), vp(x.data_ptr()),
+                        vp(out.data_ptr()), 2, 24, 544, 0, 24)
     assert rc == 0
     with torch.inference_mode():
         simd = module(x)
@@ -283,7 +292,7 @@ def test_a_one_row_product_shared_with_the_helper_equals_the_many_row_product(cl
 def test_a_bad_one_row_product_is_refused_with_a_clear_error() -> None:
     module = NativeInt4Linear.from_float(torch.randn(16, 64))
     with pytest.raises(RuntimeError, match="pe_gemv_one failed"):
-        _native.gemv_one(4, module.qweight, module.scales, module.mins, torch.randn(1, 40), torch.empty(1, 16))
+        _native.gemv_one(4, module.qweight, module.scales, torch.randn(1, 40), torch.empty(1, 16))
 
 
 def _snake_reference(x: torch.Tensor, alpha: torch.Tensor, inv_beta: torch.Tensor) -> torch.Tensor:

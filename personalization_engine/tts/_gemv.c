@@ -8,14 +8,14 @@
  *                           byte j = q_2p[j] | q_2p+1[j] << 4 (one 32-byte load, one mask, one
  *                           shift give both blocks' codes); an odd last block is 16 bytes,
  *                           byte j = q[j] | q[j+16] << 4. q in 0..15
- *       d  fp16  [N][K/32]  block scale;  m fp16 [N][K/32] block minimum:  w = q * d + m
+ *       d  fp16  [N][K/32]  block scale:  w = (q - 8) * d  (symmetric; the code 8 is zero)
  *   q8: w  int8  [N][K]     symmetric, -127..127
  *       d  fp16  [N][K/32]  block scale:  w = q * d
  *   bf16: w uint16 [N][K]   bfloat16 bits (the weight's upper 16 float bits); activations stay
  *                           fp32 (no activation rounding: exact products of the stored weights)
  * Activations are quantized per block of 32 to int8 (symmetric, scale = max|x| / 127), the
  * products summed exactly in integers (AVX2 vpmaddubsw / vpmaddwd), the block sums scaled in
- * fp32. For q4, sum_i (q_i d + m) xq_i dx = d dx sum_i q_i xq_i + m dx sum_i xq_i.
+ * fp32. For q4, sum_i (q_i - 8) d xq_i dx = d dx sum_i q_i xq_i - 8 d dx sum_i xq_i.
  *
  * y [M][N] = x [M][K] @ W^T, all fp32, rows of x independent (M > 1: prefill). The loop runs
  * over output rows outside and activation rows inside, so a weight row is read from memory
@@ -23,7 +23,7 @@
  */
 #include "_gemv.h"
 
-int pe_abi_version(void) { return 8; }
+int pe_abi_version(void) { return 9; }
 int pe_simd(void) { return PE_AVX2; }
 
 static float half_to_float(uint16_t h) {
@@ -51,7 +51,7 @@ static float half_to_float(uint16_t h) {
 }
 
 /* Per block of 32: xq = round(x / dx) with dx = max|x| / 127; sx = dx * sum of xq (the block sum
- * of the quantized activations, so that q4's minimum term sees the same activations as its
+ * of the quantized activations, so that q4's offset term sees the same activations as its
  * scale term: the product is then exactly dequantized weight . dequantized activation). */
 void quant_act(const float *x, int K, int8_t *xq, float *dx, float *sx) {
     for (int b = 0; b < K / QK; b++) {
@@ -83,8 +83,7 @@ static inline int q4_code(const uint8_t *w, int b, int j, int nb) {
 
 /* One output: row of q4 weights . one quantized activation row. `nb` counts from block b0 = 0
  * of this pointer, which must be the start of a pair (callers pass even offsets). */
-float dot_q4(const uint8_t *w, const uint16_t *d, const uint16_t *m, const int8_t *xq, const float *dx,
-                    const float *sx, int nb) {
+float dot_q4(const uint8_t *w, const uint16_t *d, const int8_t *xq, const float *dx, const float *sx, int nb) {
     int b = 0;
     float tail = 0.0f;
 #if PE_AVX2
@@ -94,9 +93,8 @@ float dot_q4(const uint8_t *w, const uint16_t *d, const uint16_t *m, const int8_
     float scale[8];
     for (; b + 8 <= nb; b += 8) {
         __m256 dv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(d + b)));
-        __m256 mv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(m + b)));
         _mm256_storeu_ps(scale, _mm256_mul_ps(dv, _mm256_loadu_ps(dx + b)));
-        macc = _mm256_fmadd_ps(mv, _mm256_loadu_ps(sx + b), macc);
+        macc = _mm256_fmadd_ps(dv, _mm256_loadu_ps(sx + b), macc);
         for (int j = 0; j < 8; j += 2) {
             __m256i raw = _mm256_loadu_si256((const __m256i *)(w + (size_t)(b + j) * 16));
             __m256i q0 = _mm256_and_si256(raw, low4);
@@ -109,13 +107,14 @@ float dot_q4(const uint8_t *w, const uint16_t *d, const uint16_t *m, const int8_
             acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), _mm256_set1_ps(scale[j + 1]), acc1);
         }
     }
-    tail = hsum(_mm256_add_ps(acc0, acc1)) + hsum(macc);
+    tail = hsum(_mm256_add_ps(acc0, acc1)) - 8.0f * hsum(macc);
 #endif
     for (; b < nb; b++) {
         const int8_t *xb = xq + (size_t)b * QK;
         int32_t s = 0;
         for (int j = 0; j < QK; j++) s += q4_code(w, b, j, nb) * xb[j];
-        tail += (float)s * half_to_float(d[b]) * dx[b] + half_to_float(m[b]) * sx[b];
+        float db = half_to_float(d[b]);
+        tail += (float)s * db * dx[b] - 8.0f * db * sx[b];
     }
     return tail;
 }
@@ -181,8 +180,8 @@ float dot_bf16(const uint16_t *w, const float *x, int k) {
 /* Four activation rows at once against one weight row (prefill): each weight block is unpacked
  * once for the four rows. out[r] = row r's dot product; xq/dx/sx point at row 0, rows `stride`
  * int8 values (and stride / 32 scales) apart. Same per-row arithmetic as dot_q4 / dot_q8. */
-static void dot_q4_x4(const uint8_t *w, const uint16_t *d, const uint16_t *m, const int8_t *xq, const float *dx,
-                      const float *sx, int nb, size_t stride, float *out) {
+static void dot_q4_x4(const uint8_t *w, const uint16_t *d, const int8_t *xq, const float *dx, const float *sx,
+                      int nb, size_t stride, float *out) {
     int b = 0;
     float tail[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     size_t sb = stride / QK;
@@ -194,10 +193,9 @@ static void dot_q4_x4(const uint8_t *w, const uint16_t *d, const uint16_t *m, co
     float scale[4][8];
     for (; b + 8 <= nb; b += 8) {
         __m256 dv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(d + b)));
-        __m256 mv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(m + b)));
         for (int r = 0; r < 4; r++) {
             _mm256_storeu_ps(scale[r], _mm256_mul_ps(dv, _mm256_loadu_ps(dx + r * sb + b)));
-            macc[r] = _mm256_fmadd_ps(mv, _mm256_loadu_ps(sx + r * sb + b), macc[r]);
+            macc[r] = _mm256_fmadd_ps(dv, _mm256_loadu_ps(sx + r * sb + b), macc[r]);
         }
         for (int j = 0; j < 8; j += 2) {
             __m256i raw = _mm256_loadu_si256((const __m256i *)(w + (size_t)(b + j) * 16));
@@ -211,12 +209,12 @@ static void dot_q4_x4(const uint8_t *w, const uint16_t *d, const uint16_t *m, co
             }
         }
     }
-    for (int r = 0; r < 4; r++) tail[r] = hsum(acc[r]) + hsum(macc[r]);
+    for (int r = 0; r < 4; r++) tail[r] = hsum(acc[r]) - 8.0f * hsum(macc[r]);
 #endif
     for (int r = 0; r < 4; r++) out[r] = tail[r];
     if (b < nb)
         for (int r = 0; r < 4; r++)
-            out[r] += dot_q4(w + (size_t)b * 16, d + b, m + b, xq + r * stride + (size_t)b * QK, dx + r * sb + b,
+            out[r] += dot_q4(w + (size_t)b * 16, d + b, xq + r * stride + (size_t)b * QK, dx + r * sb + b,
                              sx + r * sb + b, nb - b);
 }
 
@@ -265,22 +263,21 @@ static int quant_rows(const float *x, int M, int K, int8_t **xq, float **dx, flo
 }
 
 /* y[M][N] = x[M][K] @ W^T for output rows [n0, n1); returns 0, or -1 (bad shape / no memory). */
-int pe_gemm_q4(const uint8_t *w, const uint16_t *d, const uint16_t *m, const float *x, float *y, int M, int N,
-               int K, int n0, int n1) {
+int pe_gemm_q4(const uint8_t *w, const uint16_t *d, const float *x, float *y, int M, int N, int K, int n0, int n1) {
     if (K % QK || M < 1 || n0 < 0 || n1 > N || n0 > n1) return -1;
     int nb = K / QK;
     int8_t *xq; float *dx, *sx;
     if (quant_rows(x, M, K, &xq, &dx, &sx)) return -1;
     for (int n = n0; n < n1; n++) {
         const uint8_t *wr = w + (size_t)n * (K / 2);
-        const uint16_t *dr = d + (size_t)n * nb, *mr = m + (size_t)n * nb;
+        const uint16_t *dr = d + (size_t)n * nb;
         int r = 0;
         for (float o4[4]; r + 4 <= M; r += 4) {
-            dot_q4_x4(wr, dr, mr, xq + (size_t)r * K, dx + (size_t)r * nb, sx + (size_t)r * nb, nb, (size_t)K, o4);
+            dot_q4_x4(wr, dr, xq + (size_t)r * K, dx + (size_t)r * nb, sx + (size_t)r * nb, nb, (size_t)K, o4);
             for (int i = 0; i < 4; i++) y[(size_t)(r + i) * N + n] = o4[i];
         }
         for (; r < M; r++)
-            y[(size_t)r * N + n] = dot_q4(wr, dr, mr, xq + (size_t)r * K, dx + (size_t)r * nb, sx + (size_t)r * nb, nb);
+            y[(size_t)r * N + n] = dot_q4(wr, dr, xq + (size_t)r * K, dx + (size_t)r * nb, sx + (size_t)r * nb, nb);
     }
     free(xq); free(dx); free(sx);
     return 0;

@@ -28,8 +28,7 @@ static inline float hsum(__m256 v) {
 
 /* _gemv.c (layouts described there) */
 void quant_act(const float *x, int K, int8_t *xq, float *dx, float *sx);
-float dot_q4(const uint8_t *w, const uint16_t *d, const uint16_t *m, const int8_t *xq, const float *dx,
-             const float *sx, int nb);
+float dot_q4(const uint8_t *w, const uint16_t *d, const int8_t *xq, const float *dx, const float *sx, int nb);
 float dot_q8(const int8_t *w, const uint16_t *d, const int8_t *xq, const float *dx, int nb);
 float dot_bf16(const uint16_t *w, const float *x, int k);
 

@@ -48,8 +48,8 @@ ENV_SWITCH = "PE_NATIVE_KERNELS"
 BLOCK = 32
 #: The packed weight layout ``_gemv.c`` reads; part of the quant cache's key (a cache packed
 #: for another layout is rebuilt, never misread).
-LAYOUT = "q4-pairs+q8-blocks32-fp16-scales+bf16-v1"
-_ABI = 8
+LAYOUT = "q4sym-pairs+q8-blocks32-fp16-scales+bf16-v2"
+_ABI = 9
 _SIMD_FLAGS = ("-mavx2", "-mfma", "-mf16c")
 
 _state: dict[str, Any] = {}
@@ -125,13 +125,13 @@ def library() -> Any | None:
         _LOGGER.warning("native int kernels unavailable (%s); using PyTorch's", _state["why"])
         return None
     vp, i = ctypes.c_void_p, ctypes.c_int
-    lib.pe_gemm_q4.argtypes = [vp, vp, vp, vp, vp, i, i, i, i, i]
+    lib.pe_gemm_q4.argtypes = [vp, vp, vp, vp, i, i, i, i, i]
     lib.pe_gemm_q8.argtypes = [vp, vp, vp, vp, i, i, i, i, i]
     lib.pe_gemm_bf16.argtypes = [vp, vp, vp, i, i, i, i, i]
     lib.pe_gemm_q4.restype = lib.pe_gemm_q8.restype = lib.pe_gemm_bf16.restype = i
     lib.pe_stack_rows.argtypes = [ctypes.POINTER(_Stack), vp, i, i, ctypes.POINTER(vp), ctypes.POINTER(vp), i]
     lib.pe_stack_rows.restype = i
-    lib.pe_gemv_one.argtypes = [i, vp, vp, vp, i, i, vp, vp]
+    lib.pe_gemv_one.argtypes = [i, vp, vp, i, i, vp, vp]
     lib.pe_gemv_one.restype = i
     lib.pe_pool_enable.argtypes = [i]
     lib.pe_pool_test_delay.argtypes = [ctypes.c_long]
@@ -208,22 +208,21 @@ def _lib() -> Any:
     return lib
 
 
-def gemv_one(bits: int, weight: Any, scales: Any, mins: Any, x: Any, out: Any) -> None:
+def gemv_one(bits: int, weight: Any, scales: Any, x: Any, out: Any) -> None:
     """``out[1, N] = x[1, K] @ W^T`` for one activation row, the rows shared with the decode
-    helper thread (``pe_gemv_one``): the heads after each decode step. ``bits`` 4 (``mins``), 8 or
-    16 (bf16 bits; ``scales`` and ``mins`` None); fp32, contiguous."""
+    helper thread (``pe_gemv_one``): the heads after each decode step. ``bits`` 4, 8 or 16 (bf16
+    bits; ``scales`` None); fp32, contiguous."""
     rc = _lib().pe_gemv_one(bits, weight.data_ptr(), None if scales is None else scales.data_ptr(),
-                            None if mins is None else mins.data_ptr(), int(out.shape[1]), int(x.shape[1]),
-                            x.data_ptr(), out.data_ptr())
+                            int(out.shape[1]), int(x.shape[1]), x.data_ptr(), out.data_ptr())
     if rc != 0:
         raise RuntimeError(f"pe_gemv_one failed for a {bits}-bit {tuple(out.shape)} x {tuple(x.shape)} product "
                            "(shape, or out of memory)")
 
 
-def gemm_q4(weight: Any, scales: Any, mins: Any, x: Any, out: Any) -> None:
+def gemm_q4(weight: Any, scales: Any, x: Any, out: Any) -> None:
     """``out[M, N] = x[M, K] @ W^T`` for a q4 weight (see ``_gemv.c``); fp32, contiguous."""
     lib, (m, k), n = _lib(), x.shape, out.shape[1]
-    ptrs = (weight.data_ptr(), scales.data_ptr(), mins.data_ptr(), x.data_ptr(), out.data_ptr(), m, n, k)
+    ptrs = (weight.data_ptr(), scales.data_ptr(), x.data_ptr(), out.data_ptr(), m, n, k)
     _split(lambda lo, hi: lib.pe_gemm_q4(*ptrs, lo, hi), "pe_gemm_q4", m, n, k)
 
 
@@ -310,7 +309,7 @@ _SILU = ("SiLU", "SiLUActivation")
 
 class _Lin(ctypes.Structure):
     _fields_ = [("bits", ctypes.c_int), ("n", ctypes.c_int), ("k", ctypes.c_int), ("w", ctypes.c_void_p),
-                ("d", ctypes.c_void_p), ("m", ctypes.c_void_p)]
+                ("d", ctypes.c_void_p)]
 
 
 class _Layer(ctypes.Structure):
@@ -330,13 +329,11 @@ def _lin(module: Any) -> _Lin | None:
     from ._qlinear import NativeBF16Linear, NativeInt4Linear, NativeInt8Linear
 
     if isinstance(module, NativeBF16Linear):
-        return _Lin(16, module.out_features, module.in_features, module.weight.data_ptr(), None, None)
+        return _Lin(16, module.out_features, module.in_features, module.weight.data_ptr(), None)
     if isinstance(module, NativeInt4Linear):
-        return _Lin(4, module.out_features, module.in_features, module.qweight.data_ptr(),
-                    module.scales.data_ptr(), module.mins.data_ptr())
+        return _Lin(4, module.out_features, module.in_features, module.qweight.data_ptr(), module.scales.data_ptr())
     if isinstance(module, NativeInt8Linear):
-        return _Lin(8, module.out_features, module.in_features, module.qweight.data_ptr(),
-                    module.scales.data_ptr(), None)
+        return _Lin(8, module.out_features, module.in_features, module.qweight.data_ptr(), module.scales.data_ptr())
     return None
 
 

@@ -16,7 +16,7 @@ typedef struct {
     int bits;               /* 4, 8 or 16 (bf16) */
     int n, k;               /* outputs, inputs */
     const void *w;
-    const uint16_t *d, *m;  /* m: q4 only */
+    const uint16_t *d;
 } pe_lin;
 
 typedef struct {
@@ -87,8 +87,7 @@ static void lin_rows(const void *p, int v0, int v1, float *out) {
             out[v - v0] = dot_bf16((const uint16_t *)l->w + (size_t)n * l->k, c->x + (size_t)r * l->k, l->k);
         else if (l->bits == 4)
             out[v - v0] = dot_q4((const uint8_t *)l->w + (size_t)n * (l->k / 2), l->d + (size_t)n * nb,
-                                 l->m + (size_t)n * nb, c->xq + (size_t)r * l->k, c->dx + (size_t)r * nb,
-                                 c->sx + (size_t)r * nb, nb);
+                                 c->xq + (size_t)r * l->k, c->dx + (size_t)r * nb, c->sx + (size_t)r * nb, nb);
         else
             out[v - v0] = dot_q8((const int8_t *)l->w + (size_t)n * l->k, l->d + (size_t)n * nb,
                                  c->xq + (size_t)r * l->k, c->dx + (size_t)r * nb, nb);
@@ -213,12 +212,11 @@ int pe_stack_rows(const pe_stack *s, float *x, int pos, int m, float *const *key
 }
 
 /* y[n] = W . x for one activation row (a head after a decode step), its output rows shared with
- * the pool's helper like the step's own products. bits: 4, 8 or 16; m: q4 only. Returns 0, or -1
+ * the pool's helper like the step's own products. bits: 4, 8 or 16 (d: NULL). Returns 0, or -1
  * (bad shape or out of memory). */
-int pe_gemv_one(int bits, const void *w, const uint16_t *d, const uint16_t *m, int n, int k, const float *x,
-                float *y) {
+int pe_gemv_one(int bits, const void *w, const uint16_t *d, int n, int k, const float *x, float *y) {
     if ((bits != 16 && k % QK) || n < 1 || k < 1 || (bits != 4 && bits != 8 && bits != 16)) return -1;
-    pe_lin l = {bits, n, k, w, d, m};
+    pe_lin l = {bits, n, k, w, d};
     int8_t *xq = (int8_t *)malloc((size_t)k + 64);
     float *dx = (float *)malloc(sizeof(float) * 2 * (size_t)(k / QK));
     if (!xq || !dx) { free(xq); free(dx); return -1; }

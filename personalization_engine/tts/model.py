@@ -171,9 +171,6 @@ class TTSModel:
         self.samples_per_frame = int(qwen.model.speech_tokenizer.get_decode_upsample_rate())
         from .codec import optimize_decoder
 
-        if device == "cpu":  # no page faults per streamed codec chunk (runtime.keep_freed_memory)
-            keep_freed_memory()
-
         #: What the CPU rewrite of the codec decoder changed (same arithmetic; tts/codec.py).
         self.codec_report = optimize_decoder(qwen.model.speech_tokenizer.model.decoder)
         self.languages: tuple[str, ...] = tuple(sorted(str(x).lower() for x in qwen.get_supported_languages()))
@@ -183,6 +180,8 @@ class TTSModel:
         self._decoder: Any = None  # tts.engine.Decoder, built on first use
         #: Torch threads of the decode loop (bench/bench_levers.py: one thread beats two on CPU).
         self.loop_threads: int | None = LOOP_THREADS_CPU if device == "cpu" else None
+        if device == "cpu":  # loading's garbage released; no page faults per streamed codec chunk
+            keep_freed_memory()
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"{self.device}, {self.dtype}, quant={self.quant}"

@@ -78,8 +78,9 @@ def keep_freed_memory(enable: bool = True) -> bool:
     per 4 s of decoded audio, about 10 % of the decoder's CPU time here (measured: thread CPU
     0.77 -> 0.69 s per s of audio, faults 0 after the first chunk). With ``enable`` blocks up to
     :data:`KEEP_BLOCK_BYTES` come from the heap and up to :data:`KEEP_TOP_BYTES` of freed heap
-    stay mapped. ``enable=False`` sets glibc's default thresholds again (128 KB) and releases
-    what it can, but as fixed values: glibc's own adjustment of them cannot be restored in a
+    stay mapped; what is free now (a load's temporaries) is released first (``malloc_trim``), so
+    call it after loading. ``enable=False`` sets glibc's default thresholds again (128 KB) and
+    releases what it can, but as fixed values: glibc's own adjustment of them cannot be restored in a
     running process (benchmarks compare against it in a fresh one). Process wide, like
     ``MALLOC_MMAP_THRESHOLD_``; returns False where there is no glibc (nothing done).
     """
@@ -96,7 +97,7 @@ def keep_freed_memory(enable: bool = True) -> bool:
     mmap_at, trim_at = ((KEEP_BLOCK_BYTES, KEEP_TOP_BYTES) if enable
                         else (_DEFAULT_MMAP_THRESHOLD, _DEFAULT_TRIM_THRESHOLD))
     ok = bool(mallopt(_M_MMAP_THRESHOLD, mmap_at)) and bool(mallopt(_M_TRIM_THRESHOLD, trim_at))
-    if not enable and ok:
+    if ok:
         with contextlib.suppress(AttributeError):
             libc.malloc_trim(0)
     return ok
