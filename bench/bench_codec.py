@@ -94,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     from personalization_engine.tts.runtime import keep_freed_memory
     from personalization_engine.tts.stream import ChunkDecoder
 
-    keep_freed_memory(args.allocator == "kept")
+    if args.allocator == "kept":  # "glibc": untouched, glibc's own (adaptive) thresholds
+        keep_freed_memory()
     if args.threads:
         torch.set_num_threads(args.threads)
     base = build_decoder()
