@@ -53,8 +53,9 @@ def _int4_working_sets() -> list[tuple[float, float]]:
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    per = 3072 * 1024 * 0.625  # bytes per layer: 4 bits + fp16 scale and minimum per 32
-    layers = [NativeInt4Linear.from_float(torch.randn(3072, 1024)) for _ in range(int(100e6 / per) + 1)]
+    first = NativeInt4Linear.from_float(torch.randn(3072, 1024))
+    per = sum(b.numel() * b.element_size() for b in first.buffers())  # packed bytes per layer
+    layers = [first] + [NativeInt4Linear.from_float(torch.randn(3072, 1024)) for _ in range(int(100e6 / per))]
     x = torch.randn(1, 1024)
     rows = []
     for n in (2, 4, 8, 12, 16, 24, 32, len(layers)):
