@@ -326,15 +326,13 @@ class _Stack(ctypes.Structure):
 
 
 def _lin(module: Any) -> _Lin | None:
-    from ._qlinear import NativeBF16Linear, NativeInt4Linear, NativeInt8Linear
+    from ._qlinear import _NativeLinear
 
-    if isinstance(module, NativeBF16Linear):
-        return _Lin(16, module.out_features, module.in_features, module.weight.data_ptr(), None)
-    if isinstance(module, NativeInt4Linear):
-        return _Lin(4, module.out_features, module.in_features, module.qweight.data_ptr(), module.scales.data_ptr())
-    if isinstance(module, NativeInt8Linear):
-        return _Lin(8, module.out_features, module.in_features, module.qweight.data_ptr(), module.scales.data_ptr())
-    return None
+    if not isinstance(module, _NativeLinear):
+        return None
+    weight, scales = module._operands()
+    return _Lin(module.bits, module.out_features, module.in_features, weight.data_ptr(),
+                None if scales is None else scales.data_ptr())
 
 
 class StackStep:

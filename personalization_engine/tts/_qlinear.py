@@ -188,7 +188,12 @@ class BF16Linear(_BF16Weight):
 
 
 class _NativeLinear(_PackedLinear):
-    """Shared forward of the :mod:`._native` kernels: fp32 activations in, fp32 out."""
+    """Shared forward of the :mod:`._native` kernels: fp32 activations in, fp32 out. One row (a
+    head after a decode step) goes through ``gemv_one``, its output rows shared with the decode
+    helper thread; several (a prefill) through the subclass's ``_gemm``."""
+
+    #: The weight format ``_native.gemv_one`` reads: 4, 8 or 16 (bf16).
+    bits = 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         lead = x.shape[:-1]
@@ -196,13 +201,20 @@ class _NativeLinear(_PackedLinear):
         if x2.dtype != torch.float32 or not x2.is_contiguous():
             x2 = x2.to(torch.float32).contiguous()
         y = torch.empty((x2.shape[0], self.out_features), dtype=torch.float32)
-        self._gemm(x2, y)
+        if x2.shape[0] == 1:
+            _native.gemv_one(self.bits, *self._operands(), x2, y)
+        else:
+            self._gemm(x2, y)
         if self.bias is not None:
             y += self.bias
         y = y.reshape(*lead, self.out_features)
         return y if x.dtype == torch.float32 else y.to(x.dtype)
 
     def _gemm(self, x: torch.Tensor, out: torch.Tensor) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _operands(self) -> tuple[torch.Tensor, torch.Tensor | None]:  # pragma: no cover - abstract
+        """The packed weight and its scales (None for bf16), as the kernels take them."""
         raise NotImplementedError
 
 
@@ -258,7 +270,7 @@ class NativeInt4Linear(_NativeLinear):
     scale is that weight / -8). 4.5 bits per weight; an fp16 minimum per block as well (the
     asymmetric form) made it 5, and each decode step reads every weight once: 10 % more bytes."""
 
-    kind, mode = "q4sn", "int4"
+    kind, mode, bits = "q4sn", "int4", 4
     qweight: torch.Tensor
     scales: torch.Tensor
 
@@ -282,10 +294,10 @@ class NativeInt4Linear(_NativeLinear):
         return cls(tensors["qweight"], tensors["scales"], tensors.get("bias"))
 
     def _gemm(self, x: torch.Tensor, out: torch.Tensor) -> None:
-        if x.shape[0] == 1:  # a head after a decode step: rows shared with the helper thread
-            _native.gemv_one(4, self.qweight, self.scales, x, out)
-        else:
-            _native.gemm_q4(self.qweight, self.scales, x, out)
+        _native.gemm_q4(self.qweight, self.scales, x, out)
+
+    def _operands(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return self.qweight, self.scales
 
     def dequantize(self) -> torch.Tensor:
         """The float32 (out, in) weight these codes stand for."""
@@ -303,7 +315,7 @@ class NativeInt4Linear(_NativeLinear):
 class NativeInt8Linear(_NativeLinear):
     """Weight-only int8 on :mod:`._native`: ``w = q * scale`` per block of 32, q in -127..127."""
 
-    kind, mode = "q8n", "int8"
+    kind, mode, bits = "q8n", "int8", 8
     qweight: torch.Tensor
     scales: torch.Tensor
 
@@ -325,10 +337,10 @@ class NativeInt8Linear(_NativeLinear):
         return cls(tensors["qweight"], tensors["scales"], tensors.get("bias"))
 
     def _gemm(self, x: torch.Tensor, out: torch.Tensor) -> None:
-        if x.shape[0] == 1:
-            _native.gemv_one(8, self.qweight, self.scales, x, out)
-        else:
-            _native.gemm_q8(self.qweight, self.scales, x, out)
+        _native.gemm_q8(self.qweight, self.scales, x, out)
+
+    def _operands(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return self.qweight, self.scales
 
     def dequantize(self) -> torch.Tensor:
         """The float32 (out, in) weight these codes stand for."""
@@ -341,13 +353,13 @@ class NativeBF16Linear(_BF16Weight, _NativeLinear):
     """The weight in bfloat16 on :mod:`._native`; activations stay float32 (exact products of
     the stored weights, unlike :class:`BF16Linear`, which also rounds the activations)."""
 
-    kind, mode = "bf16n", "bf16"
+    kind, mode, bits = "bf16n", "bf16", 16
 
     def _gemm(self, x: torch.Tensor, out: torch.Tensor) -> None:
-        if x.shape[0] == 1:
-            _native.gemv_one(16, self.weight, None, x, out)
-        else:
-            _native.gemm_bf16(self.weight, x, out)
+        _native.gemm_bf16(self.weight, x, out)
+
+    def _operands(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return self.weight, None
 
     def dequantize(self) -> torch.Tensor:
         return self.weight.to(torch.float32)
