@@ -50,11 +50,11 @@ CONFIGS = REPO.parent / "shared" / "qwen3_tts_configs"
 HUB_SPECIAL_START_ID = 151643
 
 
-def build_full_size(size: str = "0.6b", *, configs_dir: Path = CONFIGS, seed: int = 0) -> TTSModel:
-    """A full-size random-weight Base model as a :class:`TTSModel` on CPU in float32.
+def build_qwen(size: str = "0.6b", *, configs_dir: Path = CONFIGS, seed: int = 0) -> Any:
+    """A full-size random-weight Base model as qwen-tts' ``Qwen3TTSModel`` on CPU in float32.
 
-    ``size`` is ``0.6b``, ``1.7b`` or ``1.7b-design``. The qwen-tts wrapper
-    (``Qwen3TTSModel``) is ``model._qwen``, so the plain qwen-tts API runs on the same weights.
+    ``size`` is ``0.6b``, ``1.7b`` or ``1.7b-design``. The modules are qwen-tts' own, untouched
+    (what :func:`save_checkpoint` writes); :func:`build_full_size` wraps them for our API.
     """
     import torch
 
@@ -62,10 +62,7 @@ def build_full_size(size: str = "0.6b", *, configs_dir: Path = CONFIGS, seed: in
     from qwen_tts.core import Qwen3TTSTokenizerV2Config, Qwen3TTSTokenizerV2Model
     from qwen_tts.core.models import Qwen3TTSConfig, Qwen3TTSForConditionalGeneration
 
-    repo_id = MODEL_ALIASES[size]
-    folder = configs_dir / repo_id.split("/")[-1]
-    if not (folder / "config.json").is_file():
-        raise FileNotFoundError(f"{folder}/config.json not found; the configs live in ../shared/qwen3_tts_configs")
+    folder = _config_folder(size, configs_dir)
     cfg = _json(folder / "config.json")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -77,8 +74,23 @@ def build_full_size(size: str = "0.6b", *, configs_dir: Path = CONFIGS, seed: in
     model.load_speech_tokenizer(_speech_tokenizer_wrapper(qwen_tts, speech, folder))
     model.load_generate_config(_json(folder / "generation_config.json"))
     model.eval()
-    qwen = qwen_tts.Qwen3TTSModel(model=model, processor=_processor(folder), generate_defaults=model.generate_config)
-    return TTSModel(qwen, model_id=f"random-weights:{repo_id}", model_dir=folder, device="cpu", dtype="float32")
+    return qwen_tts.Qwen3TTSModel(model=model, processor=_processor(folder), generate_defaults=model.generate_config)
+
+
+def build_full_size(size: str = "0.6b", *, configs_dir: Path = CONFIGS, seed: int = 0) -> TTSModel:
+    """:func:`build_qwen` as a :class:`TTSModel` on CPU in float32 (its codec decoder rewritten for
+    speed, as ``load_model`` does); the plain qwen-tts API runs on the same weights (``model._qwen``)."""
+    repo_id = MODEL_ALIASES[size]
+    qwen = build_qwen(size, configs_dir=configs_dir, seed=seed)
+    return TTSModel(qwen, model_id=f"random-weights:{repo_id}", model_dir=_config_folder(size, configs_dir),
+                    device="cpu", dtype="float32")
+
+
+def _config_folder(size: str, configs_dir: Path) -> Path:
+    folder = Path(configs_dir) / MODEL_ALIASES[size].split("/")[-1]
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"{folder}/config.json not found; the configs live in ../shared/qwen3_tts_configs")
+    return folder
 
 
 def _processor(folder: Path) -> Any:
@@ -115,24 +127,31 @@ HUB_FILES = ("config.json", "generation_config.json", "preprocessor_config.json"
 SPEECH_FILES = ("config.json", "configuration.json", "preprocessor_config.json")
 
 
-def save_checkpoint(model: TTSModel, size: str, directory: Path, *, configs_dir: Path = CONFIGS) -> Path:
-    """Write ``model`` (from :func:`build_full_size`) to ``directory`` in the hub layout.
+def save_checkpoint(qwen: Any, size: str, directory: Path, *, configs_dir: Path = CONFIGS) -> Path:
+    """Write ``qwen`` (from :func:`build_qwen`) to ``directory`` in the hub layout.
 
     The talker and speaker encoder are cast to bfloat16 in place (as the hub file stores them),
-    so ``model`` is bf16 afterwards. ``directory`` must not exist; the files go to a temporary
-    sibling that is renamed to ``directory`` once everything is written.
+    so ``qwen`` is bf16 afterwards. ``directory`` must not exist; the files go to a temporary
+    sibling that is renamed to ``directory`` once everything is written. A model whose codec
+    decoder was rewritten for speed (a :class:`TTSModel`'s, ``tts.codec.optimize_decoder``) is
+    refused: its modules no longer have the hub's names and shapes.
     """
     import torch
+
+    from personalization_engine.tts.codec import is_optimized
 
     directory = Path(directory)
     if directory.exists():
         raise FileExistsError(f"{directory} exists; remove it or choose another folder")
-    folder = configs_dir / MODEL_ALIASES[size].split("/")[-1]
+    if is_optimized(qwen.model.speech_tokenizer.model.decoder):
+        raise ValueError("this model's codec decoder was rewritten for speed (a TTSModel's); save the model "
+                         "from build_qwen(), whose modules are qwen-tts' own")
+    folder = _config_folder(size, configs_dir)
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
     try:
         _write_text_side(tmp, folder)
-        m = model._qwen.model
+        m = qwen.model
         speech = m.speech_tokenizer
         m.to(torch.bfloat16)
         # The speech tokenizer wrapper is not a submodule, so it keeps float32 (as on the hub).
@@ -171,8 +190,9 @@ def _write_text_side(out: Path, folder: Path) -> None:
             raise RuntimeError(f"tokenizer id {key}={ids[key]} differs from the hub config's {cfg[key]}")
 
 
-def count_parameters(model: TTSModel) -> dict[str, int]:
-    m = model._qwen.model
+def count_parameters(qwen: Any) -> dict[str, int]:
+    """Parameters of the talker, the speech tokenizer and the speaker encoder of a qwen-tts model."""
+    m = qwen.model
     parts = {"talker": m.talker, "speech_tokenizer": m.speech_tokenizer.model}
     if m.speaker_encoder is not None:
         parts["speaker_encoder"] = m.speaker_encoder
@@ -193,16 +213,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.save} exists; remove it or choose another folder", file=sys.stderr)
         return 2
     t0 = time.perf_counter()
-    model = build_full_size(args.size)
-    counts = count_parameters(model)
-    print(f"{model.model_id}: built in {time.perf_counter() - t0:.1f} s")
+    qwen = build_qwen(args.size)
+    counts = count_parameters(qwen)
+    print(f"random-weights:{MODEL_ALIASES[args.size]}: built in {time.perf_counter() - t0:.1f} s")
     for name, n in counts.items():
         print(f"  {name:16s} {n / 1e6:9.1f} M parameters")
     if args.save is not None:
         t0 = time.perf_counter()
-        save_checkpoint(model, args.size, args.save)
+        save_checkpoint(qwen, args.size, args.save)
         print(f"saved to {args.save} in {time.perf_counter() - t0:.1f} s")
-    model.close()
     return 0
 
 

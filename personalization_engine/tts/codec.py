@@ -404,6 +404,12 @@ def left_padded(x: Any, n: int, prev: Any = None) -> Any:
     return full
 
 
+def is_optimized(decoder: Any) -> bool:
+    """Whether :func:`optimize_decoder` rewrote ``decoder`` (its modules then differ from the
+    checkpoint's: a rewritten decoder cannot be saved in the hub layout)."""
+    return isinstance(getattr(decoder, _MARK, None), DecoderReport)
+
+
 def supports_streaming(decoder: Any) -> bool:
     """Whether :class:`.codec_stream.BackHalfStream` can run ``decoder`` (optimized on CPU)."""
     report = getattr(decoder, _MARK, None)
