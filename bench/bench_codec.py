@@ -7,8 +7,10 @@ in ``../shared/qwen3_tts_configs`` with random, variance-preserving weights (as
 random codes in the same process, alternating, best of ``--reps``. Reports wall time with the
 process's threads (the machine's cores) and the CPU time of one thread (less sensitive to other
 processes on a shared machine), the one-shot max abs difference, and the same for a streamed
-decode (``ChunkDecoder``, 4 then 16 frames). A third decoder, ``direct``, is optimized with
-``winograd=False`` (its k=7 convs stay direct convolutions): the A/B of the Winograd convs.
+decode (``ChunkDecoder``, 4 then 16 frames). ``optimized`` has its k=7 convs as Winograd
+(``winograd=True``); a third decoder, ``direct``, is optimized with ``winograd=False`` (its k=7
+convs stay direct convolutions): the A/B of the Winograd convs. ``default_k7`` in the JSON says
+which of the two ``load_model`` uses on this CPU (``tts.codec.winograd_pays``).
 
     .venv/bin/python bench/bench_codec.py --seconds 4 --json bench/results/codec.json
 """
@@ -90,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from personalization_engine.rates import FRAMES_PER_S, SAMPLES_PER_FRAME
-    from personalization_engine.tts.codec import optimize_decoder
+    from personalization_engine.tts.codec import optimize_decoder, winograd_pays
     from personalization_engine.tts.runtime import keep_freed_memory
     from personalization_engine.tts.stream import ChunkDecoder
 
@@ -101,12 +103,14 @@ def main(argv: list[str] | None = None) -> int:
     base = build_decoder()
     decoders = {"original": base, "direct": copy.deepcopy(base), "optimized": copy.deepcopy(base)}
     optimize_decoder(decoders["direct"], winograd=False)
-    report = optimize_decoder(decoders["optimized"])
+    report = optimize_decoder(decoders["optimized"], winograd=True)
     frames = round(args.seconds * FRAMES_PER_S)
     codes = torch.randint(0, 2048, (1, 16, frames), generator=torch.Generator().manual_seed(1))
     res: dict[str, Any] = {"audio_s": frames / FRAMES_PER_S, "threads": torch.get_num_threads(),
                            "allocator": args.allocator,
-                           "report": report.to_dict(), "load_before": os.getloadavg()}
+                           "report": report.to_dict(), "load_before": os.getloadavg(),
+                           "default_k7": "winograd" if winograd_pays() else "direct",
+                           "cpu_capability": str(torch.backends.cpu.get_cpu_capability())}
     thread_counts = [torch.get_num_threads()] + ([1] if torch.get_num_threads() > 1 else [])
     wavs: dict[str, Any] = {}
     streamed: dict[str, Any] = {}

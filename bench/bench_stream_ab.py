@@ -5,8 +5,9 @@ speed of a process drifts by 10-15 % from one start to the next, which hides eff
 This bench loads one model once and runs the combinations of ``tts.stream.MIN_MERGED_FRAMES``
 (``--merged``, default 1 and 4; 1: each chunk takes whatever frames are ready) and the decode
 helper thread (``tts._native.decode_helper``, ``--helper``, default on and off), and with
-``--winograd on off`` the codec decoder's k=7 convs as Winograd (the loaded model's) or direct
-(a second copy of the checkpoint's decoder, ``optimize_decoder(winograd=False)``, swapped in),
+``--winograd on off`` the codec decoder's k=7 convs as Winograd or direct (the loaded model's
+decoder for the choice this CPU gets by default, a second copy of the checkpoint's decoder
+rewritten the other way, ``optimize_decoder(winograd=...)``, swapped in for the other),
 with ``--allocator kept glibc`` freed memory kept for reuse (``tts.runtime.keep_freed_memory``)
 or glibc's defaults (the page faults of each run are reported too), interleaved, ``--reps`` rounds, and
 reports the median RTF and time to first audio of each; then, with ``--one-shot``, the same call
@@ -73,9 +74,10 @@ def main(argv: list[str] | None = None) -> int:
         return time.perf_counter() - t0, float(first or 0.0)
 
     holder = model._qwen.model.speech_tokenizer.model
-    decoders = {"on": holder.decoder}
-    if "off" in args.winograd:
-        decoders["off"] = _direct_decoder(model.model_dir)
+    loaded = "on" if model.codec_report.winograd_convs else "off"
+    decoders = {loaded: holder.decoder}
+    for other in set(args.winograd) - {loaded}:
+        decoders[other] = _other_decoder(model.model_dir, winograd=other == "on")
     for mode in args.mode:
         for wino in args.winograd:
             holder.decoder = decoders[wino]
@@ -93,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             faults = _minor_faults()
             wall, first = run(mode)
             results[(mode, merged, helper, wino, alloc)].append((wall, first, _minor_faults() - faults))
-    holder.decoder = decoders["on"]
+    holder.decoder = decoders[loaded]
     keep_freed_memory(True)
     audio_s = args.frames / FRAMES_PER_S
     for (mode, merged, helper, wino, alloc), runs in results.items():
@@ -130,8 +132,8 @@ def _minor_faults() -> int:
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_minflt)
 
 
-def _direct_decoder(checkpoint: Path) -> Any:
-    """A second copy of the checkpoint's codec decoder, rewritten with direct k=7 convs."""
+def _other_decoder(checkpoint: Path, *, winograd: bool) -> Any:
+    """A second copy of the checkpoint's codec decoder, its k=7 convs rewritten as Winograd or direct."""
     import torch
     from qwen_tts import Qwen3TTSTokenizer
 
@@ -139,7 +141,7 @@ def _direct_decoder(checkpoint: Path) -> Any:
 
     tokenizer = Qwen3TTSTokenizer.from_pretrained(str(checkpoint / "speech_tokenizer"), device_map="cpu")
     decoder = tokenizer.model.decoder.to(torch.float32).eval()
-    optimize_decoder(decoder, winograd=False)
+    optimize_decoder(decoder, winograd=winograd)
     return decoder
 
 

@@ -38,7 +38,7 @@ def original_decoder(tiny_checkpoint: Path):
 @pytest.fixture(scope="module")
 def optimized_decoder(original_decoder):
     decoder = copy.deepcopy(original_decoder)
-    optimize_decoder(decoder)
+    optimize_decoder(decoder, winograd=True)
     return decoder
 
 
@@ -52,7 +52,7 @@ def direct_decoder(original_decoder):
 @pytest.fixture(params=["winograd", "direct"])
 def rewritten(request, optimized_decoder, direct_decoder):
     """``(decoder, tolerance against the unchanged decoder, tolerance between two ways of
-    decoding the same frames with it)``: the Winograd rewrite (the default), and the rewrite with
+    decoding the same frames with it)``: the Winograd rewrite (the default without AVX-512), and the rewrite with
     direct convs, whose tight bounds check the carried streaming state to float rounding."""
     if request.param == "winograd":
         return optimized_decoder, WINOGRAD_TOL, WINOGRAD_TOL
@@ -236,16 +236,21 @@ def test_toom_cook_transforms_compute_the_correlation_exactly():
         toom_cook(4, 7, POINTS[:-1] + (0.0,))
 
 
-def test_winograd_is_the_default_and_can_be_turned_off(optimized_decoder, direct_decoder):
-    """The default rewrite runs the residual units' k=7 convs as Winograd; ``winograd=False``
-    keeps them direct (A/B benchmarks); asking an optimized decoder for the other choice fails."""
-    from personalization_engine.tts.codec import ChannelsLastConv
+def test_winograd_is_chosen_by_the_cpu_and_can_be_forced(original_decoder, optimized_decoder, direct_decoder):
+    """By default the residual units' k=7 convs run as Winograd on CPUs without AVX-512 and as
+    direct convs with it; ``winograd=True/False`` forces either (A/B benchmarks); asking an
+    optimized decoder for the other choice fails."""
+    from personalization_engine.tts.codec import ChannelsLastConv, winograd_pays
 
-    assert optimize_decoder(optimized_decoder).winograd_convs > 0
+    avx512 = str(torch.backends.cpu.get_cpu_capability()).startswith(("AVX512", "AMX"))
+    assert winograd_pays() is not avx512
+    default = copy.deepcopy(original_decoder)
+    assert (optimize_decoder(default).winograd_convs > 0) is winograd_pays()
+    assert optimize_decoder(optimized_decoder, winograd=True).winograd_convs > 0
     assert optimize_decoder(direct_decoder, winograd=False).winograd_convs == 0
     assert not any(isinstance(m, ChannelsLastConv) and m.winograd is not None for m in direct_decoder.modules())
     with pytest.raises(ValueError, match="already optimized"):
-        optimize_decoder(direct_decoder)
+        optimize_decoder(direct_decoder, winograd=True)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")

@@ -18,10 +18,11 @@ copies about 12 %.
 * causal convs, transposed convs -> conv2d over a (batch, channels, 1, time) view in
   channels-last memory, which oneDNN runs without reordering activations between layers
   (measured 1.15-1.2x per conv on this AVX2 CPU), and without the ``contiguous`` copies.
-* the residual units' k=7 convs -> Winograd F(4, 7) (:mod:`.winograd`): 0.36x the multiply-adds
-  of a direct conv, for float32 rounding about twice a direct conv's (the decoder's output
-  differs from qwen-tts' by 9e-5 instead of 5e-5 at a peak of 0.47). The decoder as a whole:
-  1.35-1.4x faster on one thread (``bench/results/codec.md``).
+* the residual units' k=7 convs -> Winograd F(4, 7) (:mod:`.winograd`) on CPUs without AVX-512
+  (:func:`winograd_pays`): 0.36x the multiply-adds of a direct conv, for float32 rounding about
+  twice a direct conv's (the decoder's output differs from qwen-tts' by 9e-5 instead of 5e-5 at a
+  peak of 0.47). The decoder as a whole: 1.35-1.4x faster on one thread of an AVX2 Zen 3, but
+  1.05-1.15x slower than oneDNN's direct convs on an AVX-512 Zen 5 (``bench/results/codec.md``).
 
 * streaming (:class:`.codec_stream.BackHalfStream`, used by ``ChunkDecoder``): every layer of
   that half is causal, so each chunk carries its convs' last inputs instead of re-decoding 8 frames of
@@ -94,17 +95,35 @@ def bf16_supported() -> bool:
         return False
 
 
-def optimize_decoder(decoder: Any, *, winograd: bool = True) -> DecoderReport:
+def winograd_pays() -> bool:
+    """Whether the k=7 convs run faster as Winograd F(4, 7) than as oneDNN's direct convs here:
+    on CPUs without AVX-512. Measured (``bench/bench_codec.py``, one process, alternating): an
+    AVX2 Zen 3, Winograd 1.35-1.4x faster on one thread; an AVX-512 Zen 5, direct 1.05-1.15x
+    faster (oneDNN's AVX-512 convs gain more than the Winograd GEMMs). Decided by the CPU, not by
+    timing at load, so one machine always gets the same arithmetic."""
+    import torch
+
+    try:
+        capability = str(torch.backends.cpu.get_cpu_capability())
+    except (AttributeError, RuntimeError):
+        return True
+    return not capability.startswith(("AVX512", "AMX"))
+
+
+def optimize_decoder(decoder: Any, *, winograd: bool | None = None) -> DecoderReport:
     """Rewrite the sample-rate half of a 12 Hz codec decoder for CPU speed, in place.
 
     ``decoder`` is ``speech_tokenizer.model.decoder`` (``Qwen3TTSTokenizerV2Decoder``). Call it
     once at load; calling it again returns the first report and changes nothing. On a non-CPU
-    device nothing is rewritten (the report says so). ``winograd=False`` keeps the k=7 convs as
-    direct convolutions (for A/B benchmarks); asking an optimized decoder for the other choice
-    raises ValueError (the rewrite keeps only the weights it needs).
+    device nothing is rewritten (the report says so). ``winograd``: the k=7 convs as Winograd
+    (True) or direct convolutions (False); None chooses by the CPU (:func:`winograd_pays`).
+    Asking an optimized decoder for the other choice raises ValueError (the rewrite keeps only
+    the weights it needs).
     """
     import torch
 
+    if winograd is None:
+        winograd = winograd_pays()
     done = getattr(decoder, _MARK, None)
     if isinstance(done, DecoderReport):
         if done.device == "cpu" and done.convs_rewritten and (done.winograd_convs > 0) != winograd:
