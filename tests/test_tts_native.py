@@ -89,7 +89,7 @@ def test_codes_round_to_the_nearest_level() -> None:
 @pytest.fixture(scope="module")
 def plain_lib(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """The kernels built without SIMD flags (the plain-C fallback), to compare with the AVX2 build."""
-    if "(AVX2)" not in _native.describe():
+    if "(AVX2" not in _native.describe():
         pytest.skip("this machine has no AVX2 build to compare with")
     compiler = _native._compiler()
     assert compiler is not None
@@ -113,6 +113,38 @@ def test_plain_c_build_equals_the_simd_build(plain_lib: Any) -> None:
     with torch.inference_mode():
         simd = module(x)
     assert float((out - simd).abs().max()) <= 1e-5 * float(simd.abs().max())
+
+
+def test_vnni_builds_equal_the_avx2_build(tmp_path: Path) -> None:
+    """Where the CPU has VNNI the integer sums use vpdpbusd; they equal AVX2's vpmaddubsw +
+    vpmaddwd exactly (no int16 saturation at these ranges), so q8 (and q4 with AVX-VNNI) match
+    the AVX2 build bit for bit; with AVX-512 the q4 products sum two blocks per vector, in
+    another order: equal to float rounding. One row and a prefill."""
+    if "VNNI" not in _native.describe():
+        pytest.skip("this CPU has no VNNI (AVX-VNNI or AVX512-VNNI): the AVX2 build is the one in use")
+    compiler = _native._compiler()
+    assert compiler is not None
+    flags = [f for f in _native._flags() if f not in (*_native._AVX_VNNI_FLAGS, *_native._AVX512_VNNI_FLAGS)]
+    _native._build(compiler, flags, tmp_path / "avx2.so")
+    avx2 = ctypes.CDLL(str(tmp_path / "avx2.so"))
+    assert avx2.pe_simd() == 1
+    avx512 = "AVX-512" in _native.describe()
+    torch.manual_seed(4)
+    vp = ctypes.c_void_p
+    for cls, fn in ((NativeInt4Linear, "pe_gemm_q4"), (NativeInt8Linear, "pe_gemm_q8")):
+        module = cls.from_float(torch.randn(40, 544) * 0.05)
+        for rows in (1, 7):
+            x = torch.randn(rows, 544) * 3
+            out = torch.empty(rows, 40)
+            rc = getattr(avx2, fn)(vp(module.qweight.data_ptr()), vp(module.scales.data_ptr()), vp(x.data_ptr()),
+                                   vp(out.data_ptr()), rows, 40, 544, 0, 40)
+            assert rc == 0
+            with torch.inference_mode():
+                got = module(x)
+            if avx512 and fn == "pe_gemm_q4":
+                assert float((got - out).abs().max()) <= 1e-5 * float(out.abs().max()), (fn, rows)
+            else:
+                assert torch.equal(got, out), (fn, rows)
 
 
 def test_fused_outputs_compute_the_same_in_the_same_memory() -> None:

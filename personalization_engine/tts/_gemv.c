@@ -14,8 +14,9 @@
  *   bf16: w uint16 [N][K]   bfloat16 bits (the weight's upper 16 float bits); activations stay
  *                           fp32 (no activation rounding: exact products of the stored weights)
  * Activations are quantized per block of 32 to int8 (symmetric, scale = max|x| / 127), the
- * products summed exactly in integers (AVX2 vpmaddubsw / vpmaddwd), the block sums scaled in
- * fp32. For q4, sum_i (q_i - 8) d xq_i dx = d dx sum_i q_i xq_i - 8 d dx sum_i xq_i.
+ * products summed exactly in integers (AVX2 vpmaddubsw / vpmaddwd, or VNNI vpdpbusd where the
+ * CPU has it: the same sums, see pe_dot4), the block sums scaled in fp32.
+ * For q4, sum_i (q_i - 8) d xq_i dx = d dx sum_i q_i xq_i - 8 d dx sum_i xq_i.
  *
  * y [M][N] = x [M][K] @ W^T, all fp32, rows of x independent (M > 1: prefill). The loop runs
  * over output rows outside and activation rows inside, so a weight row is read from memory
@@ -24,7 +25,8 @@
 #include "_gemv.h"
 
 int pe_abi_version(void) { return 9; }
-int pe_simd(void) { return PE_AVX2; }
+/* 0: plain C, 1: AVX2 + FMA + F16C, 2: that and VNNI, 3: and AVX-512 for the q4 products. */
+int pe_simd(void) { return PE_AVX2 + PE_VNNI + PE_AVX512; }
 
 static float half_to_float(uint16_t h) {
 #if PE_AVX2
@@ -81,14 +83,43 @@ static inline int q4_code(const uint8_t *w, int b, int j, int nb) {
     return j < 16 ? odd[j] & 0x0f : odd[j - 16] >> 4;
 }
 
+#if PE_AVX512
+/* The codes of a block pair as 64 bytes, block 2p in the low half and 2p+1 in the high half:
+ * the order of the activations of the two blocks in memory. */
+static inline __m512i q4_pair512(const uint8_t *pair) {
+    const __m512i shift = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
+    __m512i raw = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)pair));
+    return _mm512_and_si512(_mm512_srlv_epi16(raw, shift), _mm512_set1_epi8(0x0f));
+}
+
+/* Lanes 0-7 take element k of a vector of 8 scales, lanes 8-15 element k + 1 (k = 0, 2, 4, 6). */
+static inline __m512i pair_scale_index(int k) {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi32(k)), _mm256_set1_epi32(k + 1), 1);
+}
+#endif
+
 /* One output: row of q4 weights . one quantized activation row. `nb` counts from block b0 = 0
  * of this pointer, which must be the start of a pair (callers pass even offsets). */
 float dot_q4(const uint8_t *w, const uint16_t *d, const int8_t *xq, const float *dx, const float *sx, int nb) {
     int b = 0;
     float tail = 0.0f;
-#if PE_AVX2
+#if PE_AVX512
+    const __m512i idx[4] = {pair_scale_index(0), pair_scale_index(2), pair_scale_index(4), pair_scale_index(6)};
+    __m512 acc = _mm512_setzero_ps();
+    __m256 macc = _mm256_setzero_ps();
+    for (; b + 8 <= nb; b += 8) {
+        __m256 dv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(d + b)));
+        __m512 sv = _mm512_castps256_ps512(_mm256_mul_ps(dv, _mm256_loadu_ps(dx + b)));
+        macc = _mm256_fmadd_ps(dv, _mm256_loadu_ps(sx + b), macc);
+        for (int j = 0; j < 8; j += 2) {
+            __m512i q = q4_pair512(w + (size_t)(b + j) * 16);
+            __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q, _mm512_loadu_si512(xq + (size_t)(b + j) * QK));
+            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_permutexvar_ps(idx[j / 2], sv), acc);
+        }
+    }
+    tail = _mm512_reduce_add_ps(acc) - 8.0f * hsum(macc);
+#elif PE_AVX2
     const __m256i low4 = _mm256_set1_epi8(0x0f);
-    const __m256i ones = _mm256_set1_epi16(1);
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(), macc = _mm256_setzero_ps();
     float scale[8];
     for (; b + 8 <= nb; b += 8) {
@@ -101,8 +132,8 @@ float dot_q4(const uint8_t *w, const uint16_t *d, const int8_t *xq, const float 
             __m256i q1 = _mm256_and_si256(_mm256_srli_epi16(raw, 4), low4);
             __m256i x0 = _mm256_loadu_si256((const __m256i *)(xq + (size_t)(b + j) * QK));
             __m256i x1 = _mm256_loadu_si256((const __m256i *)(xq + (size_t)(b + j + 1) * QK));
-            __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(q0, x0), ones);
-            __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(q1, x1), ones);
+            __m256i p0 = pe_dot4(q0, x0);
+            __m256i p1 = pe_dot4(q1, x1);
             acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(scale[j]), acc0);
             acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), _mm256_set1_ps(scale[j + 1]), acc1);
         }
@@ -124,7 +155,6 @@ float dot_q8(const int8_t *w, const uint16_t *d, const int8_t *xq, const float *
     int b = 0;
     float tail = 0.0f;
 #if PE_AVX2
-    const __m256i ones = _mm256_set1_epi16(1);
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
     float scale[8];
     for (; b + 8 <= nb; b += 8) {
@@ -136,8 +166,8 @@ float dot_q8(const int8_t *w, const uint16_t *d, const int8_t *xq, const float *
             __m256i x0 = _mm256_loadu_si256((const __m256i *)(xq + (size_t)(b + j) * QK));
             __m256i x1 = _mm256_loadu_si256((const __m256i *)(xq + (size_t)(b + j + 1) * QK));
             /* |w| (unsigned) times x carrying w's sign: vpmaddubsw needs one unsigned operand. */
-            __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(w0, w0), _mm256_sign_epi8(x0, w0)), ones);
-            __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(w1, w1), _mm256_sign_epi8(x1, w1)), ones);
+            __m256i p0 = pe_dot4(_mm256_sign_epi8(w0, w0), _mm256_sign_epi8(x0, w0));
+            __m256i p1 = pe_dot4(_mm256_sign_epi8(w1, w1), _mm256_sign_epi8(x1, w1));
             acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(scale[j]), acc0);
             acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), _mm256_set1_ps(scale[j + 1]), acc1);
         }
@@ -185,9 +215,29 @@ static void dot_q4_x4(const uint8_t *w, const uint16_t *d, const int8_t *xq, con
     int b = 0;
     float tail[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     size_t sb = stride / QK;
-#if PE_AVX2
+#if PE_AVX512
+    const __m512i idx[4] = {pair_scale_index(0), pair_scale_index(2), pair_scale_index(4), pair_scale_index(6)};
+    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    __m256 macc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (; b + 8 <= nb; b += 8) {
+        __m256 dv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(d + b)));
+        __m512 sv[4];
+        for (int r = 0; r < 4; r++) {
+            sv[r] = _mm512_castps256_ps512(_mm256_mul_ps(dv, _mm256_loadu_ps(dx + r * sb + b)));
+            macc[r] = _mm256_fmadd_ps(dv, _mm256_loadu_ps(sx + r * sb + b), macc[r]);
+        }
+        for (int j = 0; j < 8; j += 2) {
+            __m512i q = q4_pair512(w + (size_t)(b + j) * 16);
+            for (int r = 0; r < 4; r++) {
+                __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q,
+                                                _mm512_loadu_si512(xq + r * stride + (size_t)(b + j) * QK));
+                acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_permutexvar_ps(idx[j / 2], sv[r]), acc[r]);
+            }
+        }
+    }
+    for (int r = 0; r < 4; r++) tail[r] = _mm512_reduce_add_ps(acc[r]) - 8.0f * hsum(macc[r]);
+#elif PE_AVX2
     const __m256i low4 = _mm256_set1_epi8(0x0f);
-    const __m256i ones = _mm256_set1_epi16(1);
     __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
     __m256 macc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
     float scale[4][8];
@@ -202,8 +252,8 @@ static void dot_q4_x4(const uint8_t *w, const uint16_t *d, const int8_t *xq, con
             __m256i q0 = _mm256_and_si256(raw, low4), q1 = _mm256_and_si256(_mm256_srli_epi16(raw, 4), low4);
             for (int r = 0; r < 4; r++) {
                 const int8_t *xr = xq + r * stride + (size_t)(b + j) * QK;
-                __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(q0, _mm256_loadu_si256((const __m256i *)xr)), ones);
-                __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(q1, _mm256_loadu_si256((const __m256i *)(xr + QK))), ones);
+                __m256i p0 = pe_dot4(q0, _mm256_loadu_si256((const __m256i *)xr));
+                __m256i p1 = pe_dot4(q1, _mm256_loadu_si256((const __m256i *)(xr + QK)));
                 acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(scale[r][j]), acc[r]);
                 acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), _mm256_set1_ps(scale[r][j + 1]), acc[r]);
             }
@@ -224,7 +274,6 @@ static void dot_q8_x4(const int8_t *w, const uint16_t *d, const int8_t *xq, cons
     float tail[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     size_t sb = stride / QK;
 #if PE_AVX2
-    const __m256i ones = _mm256_set1_epi16(1);
     __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
     float scale[4][8];
     for (; b + 8 <= nb; b += 8) {
@@ -235,7 +284,7 @@ static void dot_q8_x4(const int8_t *w, const uint16_t *d, const int8_t *xq, cons
             __m256i aw = _mm256_sign_epi8(wv, wv);
             for (int r = 0; r < 4; r++) {
                 __m256i x = _mm256_loadu_si256((const __m256i *)(xq + r * stride + (size_t)(b + j) * QK));
-                __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(x, wv)), ones);
+                __m256i p = pe_dot4(aw, _mm256_sign_epi8(x, wv));
                 acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(scale[r][j]), acc[r]);
             }
         }

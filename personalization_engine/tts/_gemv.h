@@ -17,7 +17,34 @@
 
 #define QK 32
 
+/* VNNI (AVX-VNNI, or AVX512-VNNI with VL): one vpdpbusd for the byte products summed by four.
+ * Bit-identical to the AVX2 pair vpmaddubsw + vpmaddwd here: its int16 pair sums cannot saturate
+ * (q4 codes 0..15 or |q8| <= 127, times activations in -127..127: at most 2 * 127 * 127). */
+#if PE_AVX2 && (defined(__AVXVNNI__) || (defined(__AVX512VNNI__) && defined(__AVX512VL__)))
+#define PE_VNNI 1
+#else
+#define PE_VNNI 0
+#endif
+
+/* AVX-512 (F, BW, VL, VNNI): the q4 products two blocks per instruction (dot_q4, dot_q4_x4). */
+#if PE_VNNI && defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__) && defined(__AVX512VL__)
+#define PE_AVX512 1
+#else
+#define PE_AVX512 0
+#endif
+
 #if PE_AVX2
+/* int32 lane i = sum over j < 4 of u[4i + j] * s[4i + j] (u unsigned, s signed bytes). */
+static inline __m256i pe_dot4(__m256i u, __m256i s) {
+#if PE_VNNI && defined(__AVXVNNI__)
+    return _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), u, s);
+#elif PE_VNNI
+    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s);
+#else
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+#endif
+}
+
 static inline float hsum(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));

@@ -11,7 +11,8 @@ whole stack is one call (``_step.c``), and its large products are shared with a 
 idle priority (``_pool.c``; see :func:`decode_helper`): two cores stream about twice the weights.
 
 Built with the system C compiler (``cc -O3 -shared _gemv.c _step.c _pool.c _snake.c``; AVX2 + FMA + F16C
-when the CPU has all three, plain C otherwise) into the user cache, keyed by the sources' hash and
+when the CPU has all three, plain C otherwise; VNNI on top where the CPU has it, for the integer
+sums: the same results in fewer instructions) into the user cache, keyed by the sources' hash and
 the flags, and
 written atomically (a half-built library is never loaded). Where no compiler is found or
 ``PE_NATIVE_KERNELS=0`` is set, :func:`library` returns None and the caller keeps PyTorch's
@@ -51,6 +52,8 @@ BLOCK = 32
 LAYOUT = "q4sym-pairs+q8-blocks32-fp16-scales+bf16-v2"
 _ABI = 9
 _SIMD_FLAGS = ("-mavx2", "-mfma", "-mf16c")
+_AVX_VNNI_FLAGS = ("-mavxvnni",)
+_AVX512_VNNI_FLAGS = ("-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512vnni")
 
 _state: dict[str, Any] = {}
 
@@ -64,9 +67,17 @@ def _cpu_flags() -> set[str]:
 
 
 def _flags() -> list[str]:
+    """The compiler flags for this CPU: AVX2 + FMA + F16C when it has them, and VNNI on top for
+    the integer products (``pe_dot4`` in ``_gemv.h``): AVX-512 (F, BW, VL, VNNI), whose q4
+    products take two blocks per instruction, or else AVX-VNNI."""
     cpu = _cpu_flags()
     simd = {"avx2", "fma", "f16c"} <= cpu
-    return ["-O3", "-fPIC", "-shared", "-fno-math-errno", *(_SIMD_FLAGS if simd else ())]
+    vnni: tuple[str, ...] = ()
+    if simd and {"avx512_vnni", "avx512vl", "avx512f", "avx512bw"} <= cpu:
+        vnni = _AVX512_VNNI_FLAGS
+    elif simd and "avx_vnni" in cpu:
+        vnni = _AVX_VNNI_FLAGS
+    return ["-O3", "-fPIC", "-shared", "-fno-math-errno", *(_SIMD_FLAGS if simd else ()), *vnni]
 
 
 def _compiler() -> str | None:
@@ -140,7 +151,7 @@ def library() -> Any | None:
     lib.pe_snake_time_major.restype = None
     _state["lib"] = lib
     _default_helper()
-    _state["simd"] = bool(lib.pe_simd())
+    _state["simd"] = int(lib.pe_simd())
     return lib
 
 
@@ -151,7 +162,8 @@ def describe() -> str:
         return "torch (native kernels switched off)"
     if library() is None:
         return f"torch ({_state.get('why', '')})"
-    kind = "native (AVX2)" if _state.get("simd") else "native (plain C)"
+    kind = {0: "native (plain C)", 1: "native (AVX2)", 2: "native (AVX2 + VNNI)"}.get(
+        int(_state.get("simd") or 0), "native (AVX2 + AVX-512 VNNI)")
     return kind + (" + decode helper thread" if _state.get("helper") else "")
 
 
