@@ -34,13 +34,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_synthesis import REF_TEXT, TEXT, _load, in_process_setup  # noqa: E402  (also puts the checkout on sys.path)
 
+#: Positions of an ICL prompt's voice prefix that the hub tokenizer would give this reference
+#: transcript: the 9 header positions + about 18 text tokens (an estimate, one token per word and
+#: punctuation mark; the hub tokenizer cannot be downloaded here). Our small BPE spends 66
+#: tokens on it, so with this checkpoint 74 of the 80 prefill positions are the voice's.
+HUB_VOICE_PREFIX = 27
+#: ICL variants (the x-vector voice is "xvector").
+ICL_MODES = {
+    "icl": "as the app runs: the voice prefix's keys and values kept between lines (this tokenizer: 74 of 80)",
+    "icl-hub": f"the kept prefix cut to the first {HUB_VOICE_PREFIX} positions (the hub tokenizer's share)",
+    "icl-whole": "no prefix kept: every line prefills all 80 positions",
+}
+
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--size", default="0.6b", choices=["0.6b", "1.7b"])
     p.add_argument("--quant", default="int4", choices=["int4", "int8", "bf16"])
-    p.add_argument("--mode", nargs="+", default=["xvector"], choices=["xvector", "icl"],
-                   help="voice modes (several: compared interleaved, e.g. ICL against x-vector)")
+    p.add_argument("--mode", nargs="+", default=["xvector"], choices=["xvector", *ICL_MODES],
+                   help="voice modes (several: compared interleaved, e.g. ICL against x-vector); " + ", ".join(
+                       f"{k}: {v}" for k, v in ICL_MODES.items()))
     p.add_argument("--frames", type=int, default=50)
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--checkpoint", type=Path, help="default /work/cache/full-SIZE")
@@ -62,10 +75,11 @@ def main(argv: list[str] | None = None) -> int:
 
     lines, model, reference = in_process_setup("bench/bench_stream_ab.py", argv, args.size, args.quant,
                                                args.checkpoint)
-    voices = {mode: model.create_voice(reference, transcript=REF_TEXT if mode == "icl" else None, analyze=False)
+    voices = {mode: model.create_voice(reference, transcript=REF_TEXT if mode in ICL_MODES else None, analyze=False)
               for mode in args.mode}
 
     def run(mode: str, stream_: bool = True) -> tuple[float, float]:
+        _voice_prefix(model, mode)
         t0 = time.perf_counter()
         first = None
         for _ in model.generate(TEXT, voices[mode], seed=0, max_new_frames=args.frames,
@@ -130,6 +144,24 @@ def _minor_faults() -> int:
     except ImportError:
         return 0
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_minflt)
+
+
+def _voice_prefix(model: Any, mode: str) -> None:
+    """Set the decode loop's voice-prefix store for ``mode`` (see :data:`ICL_MODES`)."""
+    import dataclasses
+
+    from personalization_engine.tts.engine import Decoder
+    from personalization_engine.tts.model import VOICE_PREFIXES
+
+    if model._decoder is None:  # built by the first call
+        return
+    decoder = model._decoder
+    decoder.voice_prefixes = 0 if mode == "icl-whole" else VOICE_PREFIXES
+    if mode == "icl-hub":
+        decoder.frames = lambda prompt, *a, **k: Decoder.frames(
+            decoder, dataclasses.replace(prompt, voice_prefix=min(prompt.voice_prefix, HUB_VOICE_PREFIX)), *a, **k)
+    else:
+        decoder.__dict__.pop("frames", None)
 
 
 def _other_decoder(checkpoint: Path, *, winograd: bool) -> Any:

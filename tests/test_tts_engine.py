@@ -230,6 +230,52 @@ def test_interleaved_generators_do_not_disturb_each_other(tiny_qwen: Any, refere
     assert torch.equal(torch.random.get_rng_state(), rng_before)
 
 
+def test_icl_voice_prefix_is_what_two_lines_share(tiny_qwen: Any, reference: Any) -> None:
+    """``TalkerPrompt.voice_prefix``: the leading positions two lines of one ICL voice share exactly
+    (header, tags, speaker, reference transcript over the first reference frames); none for x-vector."""
+    whole = clone_inputs(tiny_qwen, reference, icl=True)
+    # A short transcript: the tiny BPE spends more tokens on REF_TEXT than there are reference
+    # frames, and then every position is the voice's (the new text only enters after the prompt).
+    first = dict(whole, ref_ids=[tiny_qwen._tokenize_texts([tiny_qwen._build_ref_text("produced the block")])[0]])
+    second = dict(first, input_ids=tiny_qwen._tokenize_texts([tiny_qwen._build_assistant_text("Many other words.")]))
+    a = prompt_from_generate_kwargs(tiny_qwen.model, first)
+    b = prompt_from_generate_kwargs(tiny_qwen.model, second)
+    n = a.voice_prefix
+    assert 9 < n < min(a.length, b.length) and n == b.voice_prefix
+    assert torch.equal(a.embeds[:, :n], b.embeds[:, :n])
+    assert not torch.equal(a.embeds[:, n], b.embeds[:, n])
+    long = prompt_from_generate_kwargs(tiny_qwen.model, whole)
+    assert long.voice_prefix == long.length
+    assert prompt_from_generate_kwargs(tiny_qwen.model, clone_inputs(tiny_qwen, reference, icl=False)).voice_prefix == 0
+
+
+def test_kept_voice_prefix_gives_the_same_codes_as_computing_it(tiny_qwen: Any, reference: Any) -> None:
+    """With a voice-prefix store the prefill runs in two parts, whether the prefix's keys and
+    values were kept or not: a seed gives the same codes on the first line and the next ones, and
+    on a fresh decoder; greedy codes equal the whole prefill's; the store keeps at most its size."""
+    inputs = clone_inputs(tiny_qwen, reference, icl=True)
+    prompt = prompt_from_generate_kwargs(tiny_qwen.model, inputs)
+    sampled = sampling.SamplingConfig.from_generate_kwargs(tiny_qwen._merge_generate_kwargs(max_new_tokens=31))
+    greedy = sampling.SamplingConfig.from_generate_kwargs(tiny_qwen._merge_generate_kwargs(max_new_tokens=31,
+                                                                                            **GREEDY))
+
+    def run(decoder: Any, config: Any, seed: int | None = 5) -> tuple[Any, int]:
+        stats = engine.DecodeStats()
+        frames = decoder.frames(prompt, config, max_frames=30, min_new_tokens=31, seed=seed, stats=stats)
+        return torch.stack(list(frames)), stats.prefix_reused
+
+    kept = engine.Decoder(tiny_qwen.model, voice_prefixes=1)
+    first, reused_first = run(kept, sampled)
+    again, reused_again = run(kept, sampled)
+    fresh, reused_fresh = run(engine.Decoder(tiny_qwen.model, voice_prefixes=1), sampled)
+    assert (reused_first, reused_again, reused_fresh) == (0, min(prompt.voice_prefix, prompt.length - 1), 0)
+    assert torch.equal(first, again) and torch.equal(first, fresh)
+    assert torch.equal(run(kept, greedy, None)[0], run(engine.Decoder(tiny_qwen.model), greedy, None)[0])
+    other = prompt_from_generate_kwargs(tiny_qwen.model, dict(inputs, languages=["german"]))
+    list(kept.frames(other, sampled, max_frames=2, seed=1))
+    assert len(kept._prefixes) == 1
+
+
 def test_stops_at_end_of_speech_and_reports(tiny_qwen: Any, reference: Any) -> None:
     """With end of speech allowed after 2 tokens, a greedy run on random weights ends exactly as
     qwen-tts' does (at its budget or at an end-of-speech token), and the stats say which."""

@@ -30,7 +30,9 @@ token whose frame is never made).
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import hashlib
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -55,6 +57,8 @@ class DecodeStats:
     time unless the caller synchronises). Filled in while the generator runs."""
 
     prompt_len: int = 0
+    prefix_reused: int = 0
+    """Prefill positions whose keys and values came from the voice-prefix store (not computed)."""
     frames: int = 0
     prefill_s: float = 0.0
     talker_s: float = 0.0
@@ -81,6 +85,7 @@ class _State:
     min_tokens: torch.Tensor
     position: torch.Tensor
     prompt_len: int
+    prefix_reused: int = 0
     past: torch.Tensor = field(default_factory=lambda: torch.empty(0))
     token: torch.Tensor = field(default_factory=lambda: torch.empty(0))
 
@@ -92,11 +97,20 @@ class Decoder:
     call, so two generators may run interleaved. Build it once per model (it is cheap).
     """
 
-    def __init__(self, model: Any, *, max_positions: int = 1024, threads: int | None = None) -> None:
+    def __init__(self, model: Any, *, max_positions: int = 1024, threads: int | None = None,
+                 voice_prefixes: int = 0) -> None:
         talker = model.talker
         #: Torch threads while the loop computes (restored between frames); None: leave as is.
         #: On a small CPU one thread wins: its ~60 small ops per layer step do not split well.
         self.threads = threads
+        #: How many voice prefixes (``TalkerPrompt.voice_prefix``) to keep the talker's keys and
+        #: values of (least recently used dropped); 0: every prefill runs whole. With a store,
+        #: every prompt with a voice prefix is prefilled in two parts, the prefix alone (or its
+        #: kept keys and values), then the rest over it: the same arithmetic whether the prefix
+        #: was kept or not, so a seed gives the same codes on the first line and the next ones.
+        self.voice_prefixes = int(voice_prefixes)
+        self._prefixes: collections.OrderedDict[tuple[Any, ...], tuple[list[torch.Tensor], list[torch.Tensor]]] = (
+            collections.OrderedDict())
         tcfg = model.config.talker_config
         self.model = model
         self.talker = talker
@@ -166,6 +180,7 @@ class Decoder:
         with torch.inference_mode(), _threads(self.threads):
             state = self._prefill(prompt, config, max_frames, min_new_tokens, gen)
         stats.prefill_s = time.perf_counter() - t0
+        stats.prefix_reused = state.prefix_reused
         for step in range(max_frames):
             if step == 0 and int(state.token) == self.eos_id:  # end of speech before any frame
                 stats.ended = "eos"
@@ -204,11 +219,42 @@ class Decoder:
             position=torch.tensor([n], device=dev), prompt_len=n,
         )
         embeds = prompt.embeds.to(self.dtype)
-        hidden = layers.forward(self.talker_stack, embeds, state.cache, torch.arange(n, device=dev))
+        # (the last position always runs: its hidden state draws the first token)
+        shared = min(prompt.voice_prefix, n - 1) if self.voice_prefixes > 0 else 0
+        shared = shared if shared >= 2 else 0
+        if shared:
+            state.prefix_reused = self._restore_prefix(embeds[:, :shared], state.cache)
+            positions = torch.arange(shared, n, device=dev)
+            hidden = layers.forward(self.talker_stack, embeds[:, shared:], state.cache, positions,
+                                    state.slots.unsqueeze(0) <= positions.unsqueeze(1))
+        else:
+            hidden = layers.forward(self.talker_stack, embeds, state.cache, torch.arange(n, device=dev))
         state.past = hidden[:, -1:]
         state.token = self._talker_token(state.past, config, state.seen, torch.tensor(0, device=dev),
                                          state.min_tokens, gen)
         return state
+
+    def _restore_prefix(self, embeds: torch.Tensor, cache: layers.KVCache) -> int:
+        """Write the talker's keys and values of the prefix ``embeds`` (1, p, hidden) into slots
+        0..p-1 of ``cache``: kept ones, or computed now (the prefix alone) and kept. Returns p
+        when they were kept, else 0. Keyed by the embeddings' bytes: equal prefixes, equal keys."""
+        p = int(embeds.shape[1])
+        host = embeds.detach().float().cpu().contiguous()
+        key = (hashlib.sha256(host.numpy().tobytes()).hexdigest(), p, str(embeds.dtype))
+        kept = self._prefixes.get(key)
+        hit = kept is not None
+        if kept is not None:
+            self._prefixes.move_to_end(key)
+        else:
+            scratch = self.talker_stack.allocate(p)
+            layers.forward(self.talker_stack, embeds, scratch, torch.arange(p, device=self.device))
+            kept = (scratch.keys, scratch.values)
+            self._prefixes[key] = kept
+            while len(self._prefixes) > self.voice_prefixes:
+                self._prefixes.popitem(last=False)
+        for dst, src in zip((*cache.keys, *cache.values), (*kept[0], *kept[1]), strict=True):
+            dst[:, :, :p].copy_(src)
+        return p if hit else 0
 
     def _talker_step(self, state: _State, frame_embed: torch.Tensor, step: int, config: SamplingConfig,
                      gen: torch.Generator | None) -> None:
