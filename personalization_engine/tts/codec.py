@@ -28,18 +28,14 @@ copies about 12 %.
   that half is causal, so each chunk carries its convs' last inputs instead of re-decoding 8 frames of
   context (which cost +50 % on 16-frame chunks, +200 % on the first 4-frame chunk).
 
-Why not 0.25 s of compute per second of audio on this machine: the direct decoder needs 61
-GFLOP per second of audio, about 75 % of it in the k=7 convs; with those as Winograd about 31
-GFLOP plus the transforms' memory passes. At the best float32 rate measured here for these
-kernels (oneDNN conv, MKL GEMM: 75-88 GFLOP/s per core, ``bench/bench_codec_kernels.py``) that
-is about 0.2 s/s on two idle cores with nothing else, and the transforms, SnakeBeta and the
-transposed convs come on top (measured: 0.46-0.55 on two threads). Far below needs fewer FLOPs
-(a smaller decoder) or faster arithmetic (native bf16 or AMX, not on this CPU; int8 is reported
-to break Snake activations).
+Speed (``bench/bench_codec.py``, ``bench/results/codec.md``): the direct decoder needs 61 GFLOP
+per second of audio, about 75 % of it in the k=7 convs. On a 2-core AVX-512 Zen 5 it takes
+0.23-0.24 s of compute per second of audio streamed on two threads (direct convs); on a 2-core
+AVX2 Zen 3 0.37-0.38 (Winograd), near that core's float32 peak for these kernels.
 
-The arithmetic is float32 (differences are float rounding; tested). bf16 would halve the
-memory traffic but this CPU has no native bf16 (oneDNN reports it unsupported; emulated bf16 is
-slower than float32), so the decoder stays float32 here;
+The arithmetic is float32 (differences are float rounding; tested). bf16 convs, where oneDNN has
+native bf16 (AVX512-BF16, AMX), were 1.1-1.4x faster on the Zen 5 but moved the output of the
+random-weight decoder by up to 2.4e-2 (the issue allows 1e-2), so the decoder stays float32;
 :attr:`DecoderReport.bf16_supported` says what the machine offers.
 """
 
