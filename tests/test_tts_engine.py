@@ -246,7 +246,24 @@ def test_icl_voice_prefix_is_what_two_lines_share(tiny_qwen: Any, reference: Any
     assert not torch.equal(a.embeds[:, n], b.embeds[:, n])
     long = prompt_from_generate_kwargs(tiny_qwen.model, whole)
     assert long.voice_prefix == long.length
-    assert prompt_from_generate_kwargs(tiny_qwen.model, clone_inputs(tiny_qwen, reference, icl=False)).voice_prefix == 0
+    xvector = prompt_from_generate_kwargs(tiny_qwen.model, clone_inputs(tiny_qwen, reference, icl=False))
+    xvector_other = prompt_from_generate_kwargs(tiny_qwen.model, dict(
+        clone_inputs(tiny_qwen, reference, icl=False), input_ids=second["input_ids"]))
+    n = xvector.voice_prefix
+    assert n == xvector.length - 1 == 9  # chat header 3, codec tags + speaker 6; then the first text token
+    assert torch.equal(xvector.embeds[:, :n], xvector_other.embeds[:, :n])
+    assert not torch.equal(xvector.embeds[:, n], xvector_other.embeds[:, n])
+
+
+def test_design_voice_prefix_covers_the_instruction(tiny_design_qwen: Any) -> None:
+    inputs = design_inputs(tiny_design_qwen)
+    other = dict(inputs, input_ids=tiny_design_qwen._tokenize_texts(
+        [tiny_design_qwen._build_assistant_text("Many other words.")]))
+    a = prompt_from_generate_kwargs(tiny_design_qwen.model, inputs)
+    b = prompt_from_generate_kwargs(tiny_design_qwen.model, other)
+    n = a.voice_prefix
+    assert n == b.voice_prefix > int(inputs["instruct_ids"][0].shape[1])
+    assert torch.equal(a.embeds[:, :n], b.embeds[:, :n]) and not torch.equal(a.embeds[:, n], b.embeds[:, n])
 
 
 def test_kept_voice_prefix_gives_the_same_codes_as_computing_it(tiny_qwen: Any, reference: Any) -> None:
@@ -274,6 +291,12 @@ def test_kept_voice_prefix_gives_the_same_codes_as_computing_it(tiny_qwen: Any, 
     other = prompt_from_generate_kwargs(tiny_qwen.model, dict(inputs, languages=["german"]))
     list(kept.frames(other, sampled, max_frames=2, seed=1))
     assert len(kept._prefixes) == 1
+    # x-vector: the 9 header positions kept, the first text token prefilled as one decode step
+    prompt = prompt_from_generate_kwargs(tiny_qwen.model, clone_inputs(tiny_qwen, reference, icl=False))
+    first, _ = run(kept, sampled)
+    again, reused = run(kept, sampled)
+    assert reused == 9 and torch.equal(first, again)
+    assert torch.equal(run(kept, greedy, None)[0], run(engine.Decoder(tiny_qwen.model), greedy, None)[0])
 
 
 def test_stops_at_end_of_speech_and_reports(tiny_qwen: Any, reference: Any) -> None:

@@ -38,10 +38,10 @@ class TalkerPrompt:
     pad: torch.Tensor
     """(1, 1, hidden): ``tts_pad`` embedding added after the trailing text is used up."""
     voice_prefix: int = 0
-    """Leading prefill positions that depend on the voice alone, not on the text (ICL: the chat
-    header, the codec tags and speaker, and the reference transcript over the first reference
-    frames), the same for every line of one voice; 0 where none is worth keeping. A hint for
-    reuse (:class:`.engine.Decoder` keys what it keeps by the embeddings themselves)."""
+    """Leading prefill positions that depend on the voice (and language) alone, not on the text:
+    the VoiceDesign instruction, the chat header, the codec tags and speaker, and in ICL mode the
+    reference transcript over the first reference frames; the same for every line of one voice.
+    A hint for reuse (:class:`.engine.Decoder` keys what it keeps by the embeddings themselves)."""
 
     @property
     def length(self) -> int:
@@ -105,13 +105,13 @@ def build_talker_prompt(
     role = _text(model, input_ids[:, :3])
     tagged = torch.cat((tts_pad.expand(-1, codec.shape[1] - 2, -1), tts_bos), dim=1) + codec[:, :-1]
     embeds = torch.cat((role, tagged), dim=1)
-    voice_prefix = 0
+    voice_prefix = int(embeds.shape[1])  # the text starts after the chat header and the codec tags
     if ref_code is not None and ref_ids is not None:
         icl, trailing = _icl_prompt(model, input_ids[:, 3:-5], ref_ids[:, 3:-2], ref_code.to(model.talker.device),
                                     tts_pad, tts_eos, non_streaming_mode)
         # Position i of the ICL part sums text token i with codec frame i (bos, then the reference
         # codes): the reference transcript's positions depend on the voice alone.
-        voice_prefix = int(embeds.shape[1]) + min(int(ref_ids.shape[1]) - 5, int(ref_code.shape[0]) + 1)
+        voice_prefix += min(int(ref_ids.shape[1]) - 5, int(ref_code.shape[0]) + 1)
         embeds = torch.cat([embeds, icl], dim=1)
     else:
         embeds = torch.cat([embeds, _text(model, input_ids[:, 3:4]) + codec[:, -1:]], dim=1)
@@ -127,7 +127,7 @@ def build_talker_prompt(
         else:
             trailing = torch.cat((_text(model, input_ids[:, 4:-5]), tts_eos), dim=1)
     if parts:
-        voice_prefix += sum(int(part.shape[1]) for part in parts) if voice_prefix else 0
+        voice_prefix += sum(int(part.shape[1]) for part in parts)
         embeds = torch.cat([*parts, embeds], dim=1)
     return TalkerPrompt(embeds=embeds, trailing=trailing, pad=tts_pad, voice_prefix=voice_prefix)
 
