@@ -107,7 +107,7 @@ def main() -> None:
     ms, best, feats = timed(lambda: compute_features(x), args.reps)
     rows.append(("compute_features (emotion features)", ms, best))
     ms, best, _ = timed(lambda: det.predict_proba(feats[None, :]), args.reps)
-    rows.append(("predict_proba (1 row: 2 x (scaler + SVM + calibration))", ms, best))
+    rows.append(("predict_proba (1 row: every member + the vote)", ms, best))
     ms, best, est = timed(lambda: det.predict(x, SR), args.reps)
     rows.append(("EmotionDetector.predict(samples) [what the app adds]", ms, best))
     predict_ms = ms

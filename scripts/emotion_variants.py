@@ -34,9 +34,10 @@ from personalization_engine.emotion.training import train as T  # noqa: E402
 from personalization_engine.schema import EMOTION_LABELS  # noqa: E402
 
 LABELS = np.asarray(EMOTION_LABELS)
-#: The shipped model's corpus weights ("Q"); every variant starts from them (copied before
-#: :func:`run` replaces ``T.CORPUS_WEIGHTS`` per variant).
-BASE_WEIGHTS = dict(T.CORPUS_WEIGHTS)
+#: The corpus weights of the SVM-only recipe of passes 1-5 ("Q"); every variant starts from them
+#: and from the SVM members alone (``boosted_trees`` False) unless it says otherwise. The shipped
+#: recipe since the sixth pass is "R-hgb" (``training/train.py``).
+BASE_WEIGHTS = {"RAVDESS": 1.0, "EmoDB": 1.0, "LibriSpeech": 0.5, "IndianEmoSpeechCommand": 0.2}
 #: name -> (corpus weight overrides, detector keyword overrides).
 VARIANTS: dict[str, tuple[dict[str, float], dict[str, Any]]] = {
     "Q": ({}, {}),
@@ -49,6 +50,8 @@ VARIANTS: dict[str, tuple[dict[str, float], dict[str, Any]]] = {
     "RAV3-Ind0.4": ({"RAVDESS": 3.0, "IndianEmoSpeechCommand": 0.4}, {}),
     "RAV2-Ind0.6": ({"RAVDESS": 2.0, "IndianEmoSpeechCommand": 0.6}, {}),
     "RAV2-Ind0.4-Libri0.6": ({"RAVDESS": 2.0, "IndianEmoSpeechCommand": 0.4, "LibriSpeech": 0.6}, {}),
+    "Q-hgb": ({}, {"boosted_trees": True}),
+    "R-hgb": ({"RAVDESS": 2.0, "IndianEmoSpeechCommand": 0.4}, {"boosted_trees": True}),
 }
 
 
@@ -64,7 +67,8 @@ def run(name: str, ds0: D.Dataset) -> dict[str, Any]:
     weights, det_kw = VARIANTS[name]
     T.CORPUS_WEIGHTS = {**BASE_WEIGHTS, **weights}
     kw = {"C": T.C_ALL, "C_compact": T.C_COMPACT, "C_kernel": T.C_KERNEL, "kernel_components": T.KERNEL_COMPONENTS,
-          "kernel_features": T.KERNEL_FEATURES, "calibration_folds": T.CALIBRATION_FOLDS, **det_kw}
+          "kernel_features": T.KERNEL_FEATURES, "calibration_folds": T.CALIBRATION_FOLDS, "boosted_trees": False,
+          **det_kw}
 
     def fit(mask: np.ndarray) -> EmotionDetector:
         X, y, g, w = T._train_rows(ds0, mask)

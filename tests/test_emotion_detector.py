@@ -130,6 +130,24 @@ def test_a_code_running_pickle_never_executes(model_copy, tmp_path):
     assert not marker.exists()
 
 
+def test_the_allow_list_takes_only_sklearns_loss_from_the_bare_loss_module():
+    """A boosted-trees member pickles its loss as ``_loss.<name>`` (sklearn's compiled module registers
+    itself under that bare name): those two names resolve from ``sklearn._loss._loss``; any other
+    global of a module called ``_loss`` is refused."""
+    import io
+
+    import sklearn._loss._loss as sk_loss
+
+    def find(module: str, name: str):
+        return emotion_detector._AllowListUnpickler(io.BytesIO(b"")).find_class(module, name)
+
+    assert find("_loss", "CyHalfMultinomialLoss") is sk_loss.CyHalfMultinomialLoss
+    with pytest.raises(pickle.UnpicklingError, match="not allowed"):
+        find("_loss", "system")
+    with pytest.raises(pickle.UnpicklingError, match="not allowed"):
+        find("os", "system")
+
+
 def test_missing_model_or_manifest_gives_the_train_command(tmp_path, model_copy):
     with pytest.raises(ModelLoadError) as err:
         EmotionDetector.load(tmp_path / "nowhere" / "svm_model.pkl")

@@ -96,4 +96,7 @@ def _members(cv: dict[str, Any]) -> str:
     if cv.get("C_kernel") is not None:
         out.append(f"RBF-kernel SVM on the {cv['kernel_features']} features (Nystroem approximation, "
                    f"{cv['kernel_components']} components, gamma 1/n_features), `C` = {cv['C_kernel']:g}")
+    if cv.get("boosted_trees"):
+        out.append("gradient-boosted trees on all features (scikit-learn HistGradientBoosting, "
+                   "`emotion.detector.BOOSTED_TREES`)")
     return "; ".join(out)
