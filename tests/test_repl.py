@@ -119,9 +119,12 @@ def test_pty_session_survives_everything_and_writes_twopairs(tmp_path, tiny_chec
         t.expect(answer)
         if answer != "› ":
             t.prompt()
-    t.type("This line is long enough to take a while, so that Ctrl-C arrives in the middle of it.")
+    # Several sentences: a one-sentence line takes ~0.5 s on a fast CPU, and Ctrl-C then came after it.
+    t.type("This line is long enough to take a while, so that Ctrl-C arrives in the middle of it. "
+           "It has a second sentence to make sure of that. And a third one. And a fourth, for a fast "
+           "machine. And a fifth, which is never spoken.")
     t.expect("synthesizing")
-    time.sleep(0.5)
+    time.sleep(0.3)
     t.p.sendintr()
     t.expect("cancelled: back to the prompt (nothing was written)")
     t.prompt()
@@ -148,7 +151,8 @@ def test_pty_ctrl_c_cancels_even_when_launched_with_sigint_ignored(tmp_path, tin
     t.expect("voice prompt ready")
     t.prompt()
     t.type("This line is long enough to take a while, so that Ctrl-C arrives in the middle of it. "
-           "It has a second sentence to make sure of that. And a third one, which is never spoken.")
+           "It has a second sentence to make sure of that. And a third one. And a fourth, for a fast "
+           "machine. And a fifth, which is never spoken.")
     t.expect("synthesizing")
     time.sleep(0.3)
     t.p.sendintr()
@@ -167,7 +171,7 @@ def test_pty_lines_typed_while_speaking_are_queued_and_stop_drops_them(tmp_path,
     t.expect("voice prompt ready")
     t.prompt()
     t.type("This line is long enough to take a while, so that two more lines are typed while it is made. "
-           "It goes on for a second sentence too.")
+           "It goes on for a second sentence too. And a third, and a fourth, for a fast machine.")
     t.expect("synthesizing")
     t.type("/stop")
     t.type("Never spoken.")
