@@ -147,6 +147,30 @@ def test_vnni_builds_equal_the_avx2_build(tmp_path: Path) -> None:
                 assert torch.equal(got, out), (fn, rows)
 
 
+def test_a_compiler_without_the_vnni_flags_still_gets_the_avx2_build(monkeypatch: pytest.MonkeyPatch,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    """gcc < 11 has no -mavxvnni: a build with flags the compiler refuses falls back to the
+    build without the VNNI / AVX-512 flags instead of to PyTorch's kernels."""
+    if "(AVX2" not in _native.describe():
+        pytest.skip("this machine has no AVX2 build")
+    bogus = "-mno-such-isa-extension"
+    monkeypatch.setattr(_native, "_AVX_VNNI_FLAGS", (bogus,))
+    monkeypatch.setattr(_native, "_flags", lambda: ["-O3", "-fPIC", "-shared", "-fno-math-errno",
+                                                    *_native._SIMD_FLAGS, bogus])
+    saved = dict(_native._state)
+    _native._state.clear()
+    _native._state["helper"] = saved.get("helper", False)  # leave the new library's helper thread off
+    try:
+        with caplog.at_level("WARNING", logger=_native.__name__):
+            lib = _native.library()
+        assert lib is not None and lib.pe_simd() == 1
+        assert _native.describe().startswith("native (AVX2)")
+        assert any(bogus in r.getMessage() for r in caplog.records)
+    finally:
+        _native._state.clear()
+        _native._state.update(saved)
+
+
 def test_fused_outputs_compute_the_same_in_the_same_memory() -> None:
     torch.manual_seed(3)
     parts = [NativeInt4Linear.from_float(torch.randn(n, 64) * 0.02) for n in (32, 16, 16)]

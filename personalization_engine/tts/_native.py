@@ -80,6 +80,15 @@ def _flags() -> list[str]:
     return ["-O3", "-fPIC", "-shared", "-fno-math-errno", *(_SIMD_FLAGS if simd else ()), *vnni]
 
 
+def _flag_choices() -> list[list[str]]:
+    """The flags to try, best first: this CPU's (:func:`_flags`), then without the VNNI / AVX-512
+    ones, which a compiler older than the CPU may not know (gcc < 11 has no ``-mavxvnni``)."""
+    best = _flags()
+    vnni = (*_AVX_VNNI_FLAGS, *_AVX512_VNNI_FLAGS)
+    plain = [f for f in best if f not in vnni]
+    return [best] if plain == best else [best, plain]
+
+
 def _compiler() -> str | None:
     for name in (os.environ.get("CC"), "cc", "gcc", "clang"):
         if name and shutil.which(name):
@@ -115,26 +124,33 @@ def library() -> Any | None:
     if not sys.platform.startswith(("linux", "darwin")):
         _state["why"] = f"not built on {sys.platform}"
         return None
-    flags = _flags()
     text = b"".join(path.read_bytes() for path in (*SOURCES, HEADER))
-    key = sha256_bytes(text + " ".join(flags).encode() + sys.platform.encode())[:16]
-    target = user_cache_dir("kernels") / f"pe_gemv-{key}.so"
-    try:
-        if not target.is_file():
-            compiler = _compiler()
-            if compiler is None:
-                _state["why"] = "no C compiler (cc, gcc or clang) on PATH"
-                _LOGGER.warning("native int kernels unavailable: %s; using PyTorch's", _state["why"])
-                return None
-            _build(compiler, flags, target)
-        lib = ctypes.CDLL(str(target))
-        if lib.pe_abi_version() != _ABI:
-            raise OSError(f"{target} has ABI {lib.pe_abi_version()}, expected {_ABI}")
-    except (OSError, subprocess.SubprocessError) as exc:
-        detail = getattr(exc, "stderr", "") or str(exc)
-        _state["why"] = f"build or load failed: {detail.strip()[:300]}"
+    lib = None
+    for flags in _flag_choices():
+        key = sha256_bytes(text + " ".join(flags).encode() + sys.platform.encode())[:16]
+        target = user_cache_dir("kernels") / f"pe_gemv-{key}.so"
+        try:
+            if not target.is_file():
+                compiler = _compiler()
+                if compiler is None:
+                    _state["why"] = "no C compiler (cc, gcc or clang) on PATH"
+                    _LOGGER.warning("native int kernels unavailable: %s; using PyTorch's", _state["why"])
+                    return None
+                _build(compiler, flags, target)
+            lib = ctypes.CDLL(str(target))
+            if lib.pe_abi_version() != _ABI:
+                raise OSError(f"{target} has ABI {lib.pe_abi_version()}, expected {_ABI}")
+            break
+        except (OSError, subprocess.SubprocessError) as exc:
+            lib = None
+            detail = getattr(exc, "stderr", "") or str(exc)
+            _state["why"] = f"build or load failed: {detail.strip()[:300]}"
+            _LOGGER.warning("native int kernels: the build with %s failed (%s)", " ".join(flags[4:]) or "no SIMD flags",
+                            _state["why"])
+    if lib is None:
         _LOGGER.warning("native int kernels unavailable (%s); using PyTorch's", _state["why"])
         return None
+    _state["why"] = ""
     vp, i = ctypes.c_void_p, ctypes.c_int
     lib.pe_gemm_q4.argtypes = [vp, vp, vp, vp, i, i, i, i, i]
     lib.pe_gemm_q8.argtypes = [vp, vp, vp, vp, i, i, i, i, i]
