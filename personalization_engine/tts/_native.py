@@ -145,8 +145,8 @@ def library() -> Any | None:
             lib = None
             detail = getattr(exc, "stderr", "") or str(exc)
             _state["why"] = f"build or load failed: {detail.strip()[:300]}"
-            _LOGGER.warning("native int kernels: the build with %s failed (%s)", " ".join(flags[4:]) or "no SIMD flags",
-                            _state["why"])
+            _LOGGER.warning("native int kernels: the build with %s failed (%s)",
+                            " ".join(f for f in flags if f.startswith("-m")) or "no SIMD flags", _state["why"])
     if lib is None:
         _LOGGER.warning("native int kernels unavailable (%s); using PyTorch's", _state["why"])
         return None

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import hashlib
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -40,6 +39,7 @@ from typing import Any
 
 import torch
 
+from ..fileio import sha256_bytes
 from . import layers, sampling
 from .prompt import TalkerPrompt
 from .sampling import SamplingConfig
@@ -85,7 +85,6 @@ class _State:
     min_tokens: torch.Tensor
     position: torch.Tensor
     prompt_len: int
-    prefix_reused: int = 0
     past: torch.Tensor = field(default_factory=lambda: torch.empty(0))
     token: torch.Tensor = field(default_factory=lambda: torch.empty(0))
 
@@ -178,9 +177,8 @@ class Decoder:
         # between two frames runs in its own grad mode.
         t0 = time.perf_counter()
         with torch.inference_mode(), _threads(self.threads):
-            state = self._prefill(prompt, config, max_frames, min_new_tokens, gen)
+            state = self._prefill(prompt, config, max_frames, min_new_tokens, gen, stats)
         stats.prefill_s = time.perf_counter() - t0
-        stats.prefix_reused = state.prefix_reused
         for step in range(max_frames):
             if step == 0 and int(state.token) == self.eos_id:  # end of speech before any frame
                 stats.ended = "eos"
@@ -208,7 +206,7 @@ class Decoder:
                 return
 
     def _prefill(self, prompt: TalkerPrompt, config: SamplingConfig, max_frames: int, min_new_tokens: int,
-                 gen: torch.Generator | None) -> _State:
+                 gen: torch.Generator | None, stats: DecodeStats) -> _State:
         """Allocate the caches, run the talker over the prompt, draw the first token."""
         dev, n = self.device, prompt.length
         capacity = n + max_frames
@@ -223,10 +221,10 @@ class Decoder:
         shared = min(prompt.voice_prefix, n - 1) if self.voice_prefixes > 0 else 0
         shared = shared if shared >= 2 else 0
         if shared:
-            state.prefix_reused = self._restore_prefix(embeds[:, :shared], state.cache)
+            stats.prefix_reused = self._restore_prefix(embeds[:, :shared], state.cache)
             positions = torch.arange(shared, n, device=dev)
             hidden = layers.forward(self.talker_stack, embeds[:, shared:], state.cache, positions,
-                                    state.slots.unsqueeze(0) <= positions.unsqueeze(1))
+                                    layers.visible(positions, state.slots))
         else:
             hidden = layers.forward(self.talker_stack, embeds, state.cache, torch.arange(n, device=dev))
         state.past = hidden[:, -1:]
@@ -240,7 +238,7 @@ class Decoder:
         when they were kept, else 0. Keyed by the embeddings' bytes: equal prefixes, equal keys."""
         p = int(embeds.shape[1])
         host = embeds.detach().float().cpu().contiguous()
-        key = (hashlib.sha256(host.numpy().tobytes()).hexdigest(), p, str(embeds.dtype))
+        key = (sha256_bytes(host.numpy().tobytes()), p, str(embeds.dtype))
         kept = self._prefixes.get(key)
         hit = kept is not None
         if kept is not None:

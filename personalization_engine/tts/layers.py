@@ -208,6 +208,7 @@ def forward(stack: Stack, x: torch.Tensor, cache: KVCache, positions: torch.Tens
     return rms_norm(x, stack.norm_weight, stack.norm_eps)
 
 
-def visible(position: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
-    """Boolean (1, capacity) mask of the cache slots a query at ``position`` (1,) attends to."""
-    return (slots <= position).unsqueeze(0)
+def visible(positions: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
+    """Boolean (n, capacity) mask of the cache slots the queries at ``positions`` (n,) attend to
+    (each its own slot and the ones before it)."""
+    return slots.unsqueeze(0) <= positions.unsqueeze(1)

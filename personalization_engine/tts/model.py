@@ -66,8 +66,9 @@ _resident: TTSModel | None = None
 #: Torch threads of the decode loop on CPU (chosen at load; 2 cores: 1 thread is faster, see
 #: bench/results/bench_levers.txt, and leaves the other core to the streaming codec decoder).
 LOOP_THREADS_CPU = 1
-#: ICL voices whose prefill prefix (header + reference transcript, ``TalkerPrompt.voice_prefix``)
-#: the decode loop of a quantized model keeps (about 7 MB each on the 0.6B).
+#: Voices whose prefill prefix (``TalkerPrompt.voice_prefix``: header, tags and speaker, and an
+#: ICL voice's reference transcript) the decode loop of a quantized model keeps (ICL: about 7 MB
+#: each on the 0.6B).
 VOICE_PREFIXES = 4
 
 
@@ -434,8 +435,9 @@ class TTSModel:
 
         q = self._qwen
         if self._decoder is None:
-            # A quantized talker keeps its ICL voices' prefixes (a third of an ICL prefill); an
-            # unquantized one prefills whole, in qwen-tts' arithmetic (its greedy codes, tested).
+            # A quantized talker keeps its voices' prefixes (most of an x-vector prefill, a third
+            # of an ICL one); an unquantized one prefills whole, in qwen-tts' arithmetic (its
+            # greedy codes, tested).
             self._decoder = Decoder(q.model, threads=self.loop_threads,
                                     voice_prefixes=VOICE_PREFIXES if self.quant != "none" else 0)
         config = SamplingConfig.from_generate_kwargs(q._merge_generate_kwargs(**plan.sampling))
