@@ -49,6 +49,18 @@ def default_detector(path: str | Path | None = None) -> Any | None:
     return None if isinstance(found, Exception) else found
 
 
+def preload_emotion() -> None:
+    """Load the shipped emotion detector and build its voice encoder (imports scikit-learn and
+    torch): what the REPL runs in the background, so the first analysis finds both ready."""
+    if default_detector() is not None:
+        from .emotion import voice_encoder
+
+        try:
+            voice_encoder.encoder()
+        except ModelLoadError as exc:  # already checked by the detector's load; never fail here
+            _LOGGER.warning("emotion detection unavailable: %s", exc)
+
+
 def emotion_unavailable_reason(profile: VoiceProfile | None = None, *, path: str | Path | None = None) -> str | None:
     """Why there is no emotion estimate: the one place that says it.
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from personalization_engine.emotion import dynamics
+from personalization_engine.emotion import dynamics, voice_encoder
 from personalization_engine.emotion.features import FEATURE_NAMES, compute_features
 
 from .conftest import make_bursts, make_glide
@@ -21,9 +21,9 @@ def _col(name: str) -> int:
     return FEATURE_NAMES.index(name)
 
 
-def test_every_new_feature_is_named_once_and_at_the_end():
+def test_every_new_feature_is_named_once_and_before_the_voice_encoder():
     new = (*dynamics.CONTRAST_NAMES, *dynamics.MODULATION_NAMES, *dynamics.CONTOUR_NAMES, *dynamics.ENVELOPE_NAMES,
-           *dynamics.CPP_NAMES)
+           *dynamics.CPP_NAMES, *voice_encoder.NAMES)
     assert FEATURE_NAMES[-len(new):] == new and len(set(FEATURE_NAMES)) == len(FEATURE_NAMES)
 
 

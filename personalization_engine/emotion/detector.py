@@ -35,6 +35,7 @@ import numpy as np
 from ..errors import ModelLoadError, ProfileError
 from ..fileio import sha256_bytes, write_atomic
 from ..schema import EMOTION_LABELS, EmotionEstimate, ProsodyFeatures
+from . import voice_encoder
 from .features import (
     COMPACT_COLUMNS,
     COMPACT_FEATURE_NAMES,
@@ -51,7 +52,7 @@ _LOGGER = logging.getLogger(__name__)
 #: was more often wrong than right) and stored in its manifest as ``uncertain_below``.
 UNCERTAIN_BELOW = 0.40
 #: Version of the model format and training recipe (bump when either changes).
-MODEL_VERSION = "3.0"
+MODEL_VERSION = "4.0"
 #: Manifest format identifier.
 MANIFEST_FORMAT = "personalization_engine.emotion_detector/1"
 #: The shipped model (resolved from the package, not the working directory).
@@ -123,6 +124,7 @@ class EmotionDetector:
         self.uncertain_below = uncertain_below
         self.pipeline_: Any = None
         self.manifest: dict[str, Any] = {}
+        self._flat_trees: dict[int, Any] | None = None
 
     # ----------------------------------------------------------------- scikit-learn API
     def fit(self, X: np.ndarray, y: np.ndarray | list[str], *, groups: np.ndarray | None = None,
@@ -187,6 +189,7 @@ class EmotionDetector:
 
                 trees = HistGradientBoostingClassifier(random_state=self.seed, **BOOSTED_TREES)
                 members.append(("boosted_trees", trees.set_fit_request(sample_weight=True)))
+            self._flat_trees = None
             self.pipeline_ = VotingClassifier(members, voting="soft").fit(
                 X, y, sample_weight=np.asarray(sample_weight, dtype=np.float64))
         return self
@@ -201,11 +204,31 @@ class EmotionDetector:
                 f"feature matrix has {X.shape[1]} columns; the model needs {len(FEATURE_NAMES)} "
                 "(emotion.features.FEATURE_NAMES). Compute them with emotion.features.compute_features."
             )
-        proba = self.pipeline_.predict_proba(X)
+        proba = self._vote(X)
         out = np.zeros((len(X), len(EMOTION_LABELS)))
         for j, label in enumerate(self.pipeline_.classes_):
             out[:, EMOTION_LABELS.index(str(label))] = proba[:, j]
         return out / out.sum(axis=1, keepdims=True)
+
+    def _vote(self, X: np.ndarray) -> np.ndarray:
+        """The soft vote of ``pipeline_`` (``VotingClassifier.predict_proba``: the plain mean of the
+        members' probabilities), with the boosted-trees member walked by :class:`._trees.FlatTrees`
+        (built once) instead of scikit-learn's per-tree Python loop: the same probabilities, 5 ms
+        sooner per clip."""
+        from sklearn.ensemble import HistGradientBoostingClassifier, VotingClassifier
+
+        vc = self.pipeline_
+        if not isinstance(vc, VotingClassifier) or vc.weights is not None:
+            return np.asarray(vc.predict_proba(X))
+        flat = self._flat_trees
+        if flat is None:
+            from ._trees import FlatTrees
+
+            flat = self._flat_trees = {i: FlatTrees(est) for i, est in enumerate(vc.estimators_)
+                                       if isinstance(est, HistGradientBoostingClassifier)}
+        probas = [flat[i].predict_proba(X) if i in flat else est.predict_proba(X)
+                  for i, est in enumerate(vc.estimators_)]
+        return np.mean(probas, axis=0)
 
     def predict_labels(self, X: np.ndarray) -> np.ndarray:
         """Most probable label per row of ``X`` (array of str)."""
@@ -264,7 +287,9 @@ class EmotionDetector:
         ModelLoadError
             Missing pickle or manifest (the message gives the train command), SHA-256 mismatch
             (names both hashes; the pickle is never unpickled), a manifest for other features
-            or labels, or a pickle this scikit-learn cannot load (names both versions).
+            or labels, a pickle this scikit-learn cannot load (names both versions), or voice
+            encoder weights (``models/voice_encoder.safetensors``) that are missing or fail
+            their hash check.
         """
         pkl = Path(path) if path is not None else DEFAULT_MODEL_PATH
         manifest = _read_manifest(pkl)
@@ -277,6 +302,7 @@ class EmotionDetector:
                 f"code). Restore it from the repository or retrain: `{TRAIN_COMMAND}`."
             )
         _check_manifest_compat(pkl, manifest)
+        voice_encoder.read_weights()  # the features need it: refuse now, not at the first clip
         det = cls(**manifest.get("hyperparameters", {}),
                   uncertain_below=float(manifest.get("uncertain_below", UNCERTAIN_BELOW)))
         det.pipeline_ = _safe_unpickle(pkl, data, manifest)

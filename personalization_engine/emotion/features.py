@@ -21,7 +21,8 @@ gives the harmonics-to-noise ratio, frame-level jitter/shimmer approximations, H
 dynamics and rhythm (syllable-nucleus rate, pauses). Functionals (mean, std, percentiles) turn
 the LLD tracks into :data:`FEATURE_NAMES`, the one definition of the feature order. ``ef-6``
 appends the blocks of :mod:`.dynamics` (spectral contrast, modulation, contours, mean cepstrum),
-``ef-7`` its cepstral peak prominence.
+``ef-7`` its cepstral peak prominence, ``ef-8`` the embedding of a pretrained voice encoder
+(:mod:`.voice_encoder`, computed from the same spectrogram).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import scipy.fft
 
 from .. import pitch, rates
 from ..errors import FeatureExtractionError
-from . import dynamics
+from . import dynamics, voice_encoder
 
 #: Sample rate of all emotion features (Hz): the engine's analysis rate.
 SAMPLE_RATE = rates.ANALYSIS_SAMPLE_RATE
@@ -53,7 +54,7 @@ SPEECH_REL_DB = 35.0
 #: Voiced speech needed to classify emotion at all (s); less is not speech.
 MIN_VOICED_S = 0.15
 #: Bumped whenever a feature's definition changes (keys the training-feature cache).
-FEATURE_VERSION = "ef-7"
+FEATURE_VERSION = "ef-8"
 
 _PCTS = (10, 50, 90)
 _FUNC5 = ("mean", "std", "p10", "p50", "p90")
@@ -106,6 +107,7 @@ def _names() -> tuple[str, ...]:
     names += [f"{lld}_skew" for lld in _SPECTRAL_LLDS]
     names += [*dynamics.CONTRAST_NAMES, *dynamics.MODULATION_NAMES, *dynamics.CONTOUR_NAMES, *dynamics.ENVELOPE_NAMES]
     names += list(dynamics.CPP_NAMES)
+    names += list(voice_encoder.NAMES)
     return tuple(names)
 
 
@@ -114,8 +116,11 @@ FEATURE_NAMES: tuple[str, ...] = _names()
 #: The compact subset: prosody, loudness, rhythm, voice quality, spectral shape and
 #: voiced/unvoiced band statistics, without the MFCC and log-mel functionals. Those carry the
 #: recording channel and language as much as the emotion, so the detector averages a model on
-#: this subset with one on all features (see the training report).
-COMPACT_FEATURE_NAMES: tuple[str, ...] = tuple(n for n in FEATURE_NAMES if not n.startswith(("mfcc", "logmel")))
+#: this subset with one on all features (see the training report). The voice encoder's
+#: embedding (:mod:`.voice_encoder`) is not compact either.
+COMPACT_FEATURE_NAMES: tuple[str, ...] = tuple(
+    n for n in FEATURE_NAMES if not n.startswith(("mfcc", "logmel", "voice_enc"))
+)
 #: Column indices of :data:`COMPACT_FEATURE_NAMES` in :data:`FEATURE_NAMES`.
 COMPACT_COLUMNS: tuple[int, ...] = tuple(FEATURE_NAMES.index(n) for n in COMPACT_FEATURE_NAMES)
 
@@ -156,6 +161,8 @@ class _Analysis:
     """MFCC 0..N_MFCC-1, mean over speech frames removed (CMN)."""
     logmel_mean: np.ndarray
     """The removed mean log-mel vector (dB re the loud frames): microphone and vocal effort."""
+    ref_db: float
+    """Level of the loud frames (dB of the raw power) that ``power`` was divided by."""
 
 
 def compute_features(samples: np.ndarray) -> np.ndarray:
@@ -183,7 +190,8 @@ def compute_features(samples: np.ndarray) -> np.ndarray:
     Traceback (most recent call last):
     FeatureExtractionError: only 0.00 s of voiced speech found ...
     """
-    a = _analyse(np.asarray(samples, dtype=np.float32))
+    x = np.asarray(samples, dtype=np.float32)
+    a = _analyse(x)
     spectral = _spectral_llds(a)
     blocks = [
         _cepstral_block(a),
@@ -194,6 +202,7 @@ def compute_features(samples: np.ndarray) -> np.ndarray:
         _extra_block(a, spectral),
         _more_block(a, spectral),
         _dynamics_block(a),
+        _encoder_block(a, x),
     ]
     vec = np.concatenate(blocks).astype(np.float64)
     assert vec.shape == (len(FEATURE_NAMES),), (vec.shape, len(FEATURE_NAMES))  # internal invariant
@@ -221,7 +230,7 @@ def _analyse(x: np.ndarray) -> _Analysis:
     logmel -= logmel_mean[:, None]  # CMN: a channel is a constant here
     mfcc = scipy.fft.dct(logmel, axis=0, norm="ortho")[:N_MFCC]  # linear: CMN carries over
     db = 10.0 * np.log10(power + 1e-10)
-    return _Analysis(power, db, frame_db, speech, voiced, f0, harm, logmel, mfcc, logmel_mean)
+    return _Analysis(power, db, frame_db, speech, voiced, f0, harm, logmel, mfcc, logmel_mean, ref_db)
 
 
 def _pitch(x: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -498,3 +507,9 @@ def _dynamics_block(a: _Analysis) -> np.ndarray:
         dynamics.spectral_envelope(a.logmel_mean),
         dynamics.cepstral_peak_prominence(a.db, a.voiced, SAMPLE_RATE),
     ])
+
+
+def _encoder_block(a: _Analysis, x: np.ndarray) -> np.ndarray:
+    """``ef-8``: the voice encoder's embedding (:mod:`.voice_encoder`) of the clip's own spectrogram."""
+    rms = float(np.sqrt(np.mean(np.square(x, dtype=np.float64))))
+    return voice_encoder.embed(a.power * 10.0 ** (a.ref_db / 10.0), rms, n_fft=N_FFT, sample_rate=SAMPLE_RATE)

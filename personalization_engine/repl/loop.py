@@ -212,11 +212,12 @@ def _error(exc: PersonalizationError) -> None:
 
 
 def _preload_emotion_detector() -> None:
-    """Load the emotion SVM in the background: importing scikit-learn takes ~0.6-0.9 s here, and
-    the first analysis (after a recording or ``--ref``) then finds the detector ready."""
+    """Load the emotion detector and its voice encoder in the background: importing scikit-learn
+    and torch takes a second or two, and the first analysis (after a recording or ``--ref``) then
+    finds both ready."""
     from .. import analysis
 
-    threading.Thread(target=analysis.default_detector, name="emotion-preload", daemon=True).start()
+    threading.Thread(target=analysis.preload_emotion, name="emotion-preload", daemon=True).start()
 
 
 def _list_devices(console: Console) -> int:
