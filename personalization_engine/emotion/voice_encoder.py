@@ -55,7 +55,7 @@ _RETRAIN = (
 )
 _lock = threading.Lock()
 _encoder: Any = None
-_mel: np.ndarray | None = None
+_mel: dict[tuple[int, int], np.ndarray] = {}
 
 
 def read_weights(path: Path | None = None) -> bytes:
@@ -105,15 +105,15 @@ def encoder(path: Path | None = None) -> Any:
 
 
 def _mel_fb(n_fft: int, sample_rate: int) -> np.ndarray:
-    global _mel
-    if _mel is None or _mel.shape[1] != n_fft // 2 + 1:
+    fb = _mel.get((n_fft, sample_rate))
+    if fb is None:
         import librosa
 
         # Slaney-normalised filters sum n_fft / 400 times more bins than the encoder's 400-point
         # FFT: scale them back, so the bands have the levels the encoder was trained on.
-        fb = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=N_MELS) * (400.0 / n_fft)
-        _mel = fb.astype(np.float32)
-    return _mel
+        fb = (librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=N_MELS) * (400.0 / n_fft)).astype(np.float32)
+        _mel[(n_fft, sample_rate)] = fb
+    return fb
 
 
 def partial_starts(n_frames: int, length: int = PARTIAL_FRAMES, max_windows: int = MAX_WINDOWS) -> np.ndarray:
