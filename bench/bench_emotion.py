@@ -3,8 +3,9 @@
 Times, on a real 5 s speech clip (a ``voices/`` clip, trimmed by ``load_audio`` and cut or
 zero-padded to 5.0 s, the same clip as ``bench_analysis.py``):
 
-- ``compute_features`` (the emotion feature vector) alone;
-- ``EmotionDetector.predict_proba`` on one feature row (two members: scaler + SVM + calibration, averaged);
+- ``compute_features`` (the emotion feature vector, the voice encoder's embedding included) alone;
+- ``EmotionDetector.predict_proba`` on one feature row (every member: the two scaler + SVM +
+  calibration pipelines and the boosted trees, walked as flat arrays; averaged);
 - ``EmotionDetector.predict`` on the clip's samples: what the app adds on top of the Voice DNA
   analysis (``load_audio`` validation of the array, features, probabilities, the record);
 - ``EmotionDetector.load`` of the shipped model (SHA-256 check + allow-list unpickling + a probe
