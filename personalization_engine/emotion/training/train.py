@@ -13,8 +13,9 @@ Recipe (every step deterministic):
    fold is predicted by the full calibrated detector trained on the other folds of every corpus
    (out-of-fold probabilities). ``C`` of every member is fixed (:data:`C_ALL`, :data:`C_COMPACT`,
    :data:`C_KERNEL`).
-4. The uncertainty threshold is chosen on those out-of-fold probabilities (:func:`choose_threshold`).
-5. Leave-one-corpus-out: each corpus in turn is predicted by a model trained on the others.
+4. Leave-one-corpus-out: each corpus in turn is predicted by a model trained on the others.
+5. The uncertainty threshold is chosen on the out-of-fold and the leave-one-corpus-out
+   probabilities together (:func:`choose_threshold`).
 6. The final model is fitted on everything; pickle, manifest and report are written.
 """
 
@@ -171,6 +172,25 @@ def choose_threshold(y: np.ndarray, proba: np.ndarray, weights: np.ndarray) -> d
             "curve": {f"{t:.2f}": round(g, 2) for t, g in zip(THRESHOLD_GRID, gains, strict=False)}}
 
 
+def pooled_threshold(held_out: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> dict[str, Any]:
+    """:func:`choose_threshold` over several held-out sets of (labels, probabilities, corpora).
+
+    The train command pools both kinds of held-out predictions: a user's clip is a new speaker
+    (the speaker folds) on a new microphone and in a new setting (the corpora held out, where
+    the model is more confident than it is right). Each set is weighted like the training clips
+    (:func:`sample_weights`), then scaled to the same total as every other set, so each counts
+    equally whatever its size (the train command's two sets hold the same clips, so there the
+    scaling is 1).
+    """
+    y = np.concatenate([h[0] for h in held_out])
+    proba = np.concatenate([h[1] for h in held_out])
+    mean_size = len(y) / len(held_out)
+    w = np.concatenate([sample_weights(h[0], h[2]) * (mean_size / len(h[0])) for h in held_out])
+    out = choose_threshold(y, proba, w)
+    out["rule"] += "; speaker-fold and corpus-held-out predictions pooled, each set weighted like training (mean 1)"
+    return out
+
+
 def _held_out_proba(ds: Dataset, train: np.ndarray, test: np.ndarray) -> np.ndarray:
     """Probabilities of the original clips in ``test`` from a detector fitted on ``train``."""
     return _fit(ds, train, C_ALL, C_COMPACT).predict_proba(ds.X[0][test])
@@ -188,8 +208,9 @@ def cross_validate(ds: Dataset) -> dict[str, Any]:
     proba = np.full((len(ds.clips), len(EMOTION_LABELS)), np.nan)
     for (_, te), p in zip(splits[:N_FOLDS], results[:N_FOLDS], strict=False):
         proba[te] = p
-    w = sample_weights(ds.y[base], ds.corpora[base])
-    threshold = choose_threshold(ds.y[base], proba[base], w)
+    loco = np.concatenate([np.flatnonzero(te) for _, te in splits[N_FOLDS:]])
+    threshold = pooled_threshold([(ds.y[base], proba[base], ds.corpora[base]),
+                                  (ds.y[loco], np.concatenate(results[N_FOLDS:]), ds.corpora[loco])])
     t = threshold["threshold"]
     per_corpus, loco = {}, {}
     for c in corpora:
