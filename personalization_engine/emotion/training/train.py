@@ -208,9 +208,9 @@ def cross_validate(ds: Dataset) -> dict[str, Any]:
     proba = np.full((len(ds.clips), len(EMOTION_LABELS)), np.nan)
     for (_, te), p in zip(splits[:N_FOLDS], results[:N_FOLDS], strict=False):
         proba[te] = p
-    loco = np.concatenate([np.flatnonzero(te) for _, te in splits[N_FOLDS:]])
+    rows = np.concatenate([np.flatnonzero(te) for _, te in splits[N_FOLDS:]])  # each corpus held out
     threshold = pooled_threshold([(ds.y[base], proba[base], ds.corpora[base]),
-                                  (ds.y[loco], np.concatenate(results[N_FOLDS:]), ds.corpora[loco])])
+                                  (ds.y[rows], np.concatenate(results[N_FOLDS:]), ds.corpora[rows])])
     t = threshold["threshold"]
     per_corpus, loco = {}, {}
     for c in corpora:
