@@ -1,13 +1,16 @@
-"""Emotion "vibe" of a voice: calibrated SVMs over clip-level acoustic features.
+"""Emotion "vibe" of a voice: calibrated SVMs and boosted trees over clip-level features.
 
 Labels are :data:`EMOTION_LABELS` (``schema.EMOTION_LABELS``: calm, happy, sad, angry, fearful,
 disgust, surprised; calm covers neutral) and features are :data:`FEATURE_NAMES`
-(:mod:`.features`), both defined once. The model averages the sigmoid-calibrated probabilities
-of its members, each behind a ``StandardScaler``: a linear SVM (``LinearSVC``, one-vs-rest) on
-all features, optionally a linear SVM on the compact subset :data:`COMPACT_FEATURE_NAMES` (no
-MFCC/log-mel statistics), and optionally an RBF-kernel SVM (``Nystroem`` kernel features, then
-``LinearSVC``) on the compact or all features. The shipped model has the first and the last
-(see ``models/svm_model.json``, ``hyperparameters``). It is trained on acted corpora
+(:mod:`.features`: acoustic functionals and, since ``ef-8``, a pretrained voice encoder's
+embedding, :mod:`.voice_encoder`), both defined once. The model averages the probabilities of
+its members: a linear SVM (``LinearSVC``, one-vs-rest, behind a ``StandardScaler``, sigmoid
+calibration) on all features, optionally the same on the compact subset
+:data:`COMPACT_FEATURE_NAMES` (no MFCC/log-mel statistics, no embedding), optionally an
+RBF-kernel SVM (``Nystroem`` kernel features, then ``LinearSVC``) on the compact or all
+features, and optionally gradient-boosted trees on all features (walked as flat arrays at
+prediction time, :mod:`._trees`). The shipped model has the first, the kernel member on the
+compact features and the trees (see ``models/svm_model.json``). It is trained on acted corpora
 (RAVDESS, EmoDB), phone recordings of command words and audiobook readers (calm), with class
 and corpus weights (see :mod:`.training` and ``models/svm_model_report.md``).
 

@@ -15,7 +15,7 @@ Recipe (every step deterministic):
    :data:`C_KERNEL`).
 4. Leave-one-corpus-out: each corpus in turn is predicted by a model trained on the others.
 5. The uncertainty threshold is chosen on the out-of-fold and the leave-one-corpus-out
-   probabilities together (:func:`choose_threshold`).
+   probabilities together, each set counting equally (:func:`pooled_threshold`).
 6. The final model is fitted on everything; pickle, manifest and report are written.
 """
 
