@@ -97,7 +97,7 @@ def test_the_embedding_is_level_free_deterministic_and_finite(voices_dir):
 
 def test_it_still_tells_speakers_apart_on_real_speech(voices_dir):
     """Each of the 7 speakers with two clips in tests/data/voices: every same-speaker cosine is
-    above every different-speaker cosine (measured: 0.935-0.98 against at most 0.894)."""
+    above every different-speaker cosine (measured: 0.935-0.972 against at most 0.894)."""
     files = sorted(voices_dir.glob("*.flac"))
     emb = np.array([_embedding(load_audio(f, sample_rate=16000).samples) for f in files])
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)
