@@ -34,7 +34,7 @@ import scipy.fft
 
 from .. import pitch, rates
 from ..errors import FeatureExtractionError
-from . import dynamics, voice_encoder
+from . import dynamics, spectral, voice_encoder
 
 #: Sample rate of all emotion features (Hz): the engine's analysis rate.
 SAMPLE_RATE = rates.ANALYSIS_SAMPLE_RATE
@@ -60,11 +60,6 @@ _PCTS = (10, 50, 90)
 _FUNC5 = ("mean", "std", "p10", "p50", "p90")
 #: Functionals of mean-normalised tracks (their mean is 0 by construction).
 _FUNC4 = ("std", "p10", "p50", "p90")
-_SPECTRAL_LLDS = (
-    "centroid_hz", "spread_hz", "rolloff85_hz", "flatness", "flux", "slope_db_per_khz",
-    "alpha_ratio_db", "hammarberg_db", "band0_500_db", "band500_1k_db", "band1k_2k_db",
-    "band2k_4k_db", "band4k_8k_db",
-)
 #: Per-frame LLDs summarised separately over voiced and unvoiced speech frames (eGeMAPS).
 _VU_LLDS = ("alpha_ratio", "hammarberg", "slope0_500", "slope500_1500", "flux", "mfcc1", "mfcc2",
             "mfcc3", "mfcc4")
@@ -100,11 +95,11 @@ def _names() -> tuple[str, ...]:
     names += [f"mfcc{i}_d_{f}" for i in range(N_MFCC) for f in ("std", "absmean")]
     names += [f"mfcc{i}_dd_std" for i in range(N_MFCC)]
     names += [f"logmel{i}_std" for i in range(N_MELS)]
-    names += [f"{lld}_{f}" for lld in _SPECTRAL_LLDS for f in _FUNC5]
+    names += [f"{lld}_{f}" for lld in spectral.LLD_NAMES for f in _FUNC5]
     names += list(_PITCH_NAMES) + list(_ENERGY_NAMES) + list(_RHYTHM_NAMES) + list(_EXTRA_NAMES)
     names += [f"logmel{i}_{f}" for i in range(N_MELS) for f in ("p10", "p90", "d_std")]
     names += [f"mfcc{i}_{f}" for i in range(N_MFCC) for f in ("skew", "kurt", "voiced_mean", "unvoiced_mean")]
-    names += [f"{lld}_skew" for lld in _SPECTRAL_LLDS]
+    names += [f"{lld}_skew" for lld in spectral.LLD_NAMES]
     names += [*dynamics.CONTRAST_NAMES, *dynamics.MODULATION_NAMES, *dynamics.CONTOUR_NAMES, *dynamics.ENVELOPE_NAMES]
     names += list(dynamics.CPP_NAMES)
     names += list(voice_encoder.NAMES)
@@ -192,15 +187,15 @@ def compute_features(samples: np.ndarray) -> np.ndarray:
     """
     x = np.asarray(samples, dtype=np.float32)
     a = _analyse(x)
-    spectral = _spectral_llds(a)
+    llds = spectral.spectral_llds(a.power, a.db, _FREQS)
     blocks = [
         _cepstral_block(a),
-        _functionals(np.vstack(list(spectral.values())), a.speech),
+        _functionals(np.vstack(list(llds.values())), a.speech),
         _pitch_block(a),
         _energy_block(a),
         _rhythm_block(a),
-        _extra_block(a, spectral),
-        _more_block(a, spectral),
+        _extra_block(a, llds),
+        _more_block(a, llds),
         _dynamics_block(a),
         _encoder_block(a, x),
     ]
@@ -284,44 +279,7 @@ def _cepstral_block(a: _Analysis) -> np.ndarray:
     ])
 
 
-def _band(lo: float, hi: float) -> np.ndarray:
-    return (lo <= _FREQS) & (hi > _FREQS)
-
-
-_BANDS = [_band(lo, hi) for lo, hi in ((0, 500), (500, 1000), (1000, 2000), (2000, 4000), (4000, 8001))]
-_ALPHA_LO, _ALPHA_HI = _band(50, 1000), _band(1000, 5000)
-_HAM_LO, _HAM_HI = _band(0, 2000), _band(2000, 5000)
-_SLOPE_BINS = _band(0, 5000)
-_SLOPE_LO, _SLOPE_MID = _band(0, 500), _band(500, 1500)
-_A3_BAND = _band(2000, 3000)
-
-
-def _spectral_llds(a: _Analysis) -> dict[str, np.ndarray]:
-    """Spectral shape LLDs per frame (eGeMAPS/ComParE style), in _SPECTRAL_LLDS order."""
-    eps = 1e-10
-    power, db = a.power, a.db
-    total = power.sum(axis=0) + eps
-    p = power / total
-    centroid = _FREQS @ p
-    bands = [10.0 * np.log10((power[b].sum(axis=0) + eps) / total) for b in _BANDS]
-    llds = {
-        "centroid_hz": centroid,
-        "spread_hz": np.sqrt(np.maximum((_FREQS**2) @ p - centroid**2, 0.0)),
-        "rolloff85_hz": _FREQS[np.minimum(np.argmax(np.cumsum(p, axis=0) >= 0.85, axis=0), len(_FREQS) - 1)],
-        "flatness": 10.0 ** (db.mean(axis=0) / 10.0) / (power.mean(axis=0) + eps),
-        "flux": np.concatenate([[0.0], np.sqrt((np.diff(p, axis=1) ** 2).sum(axis=0))]),
-        "slope_db_per_khz": _slope(db, _SLOPE_BINS),
-        "alpha_ratio_db": 10.0 * np.log10((power[_ALPHA_LO].sum(axis=0) + eps) / (power[_ALPHA_HI].sum(axis=0) + eps)),
-        "hammarberg_db": db[_HAM_LO].max(axis=0) - db[_HAM_HI].max(axis=0),
-        **{name: b for name, b in zip(_SPECTRAL_LLDS[8:], bands, strict=False)},
-    }
-    return llds
-
-
-def _slope(db: np.ndarray, bins: np.ndarray) -> np.ndarray:
-    """Least-squares slope of the dB spectrum over ``bins`` (dB per kHz), per frame."""
-    f = (_FREQS[bins] - _FREQS[bins].mean()) / 1000.0
-    return f @ db[bins] / float(f @ f)
+_A3_BAND = spectral.band(_FREQS, 2000, 3000)
 
 
 def _runs(mask: np.ndarray) -> np.ndarray:
@@ -434,7 +392,7 @@ def _moments(x: np.ndarray) -> tuple[float, float]:
     return float((z**3).mean()), float((z**4).mean() - 3.0)
 
 
-def _extra_block(a: _Analysis, spectral: dict[str, np.ndarray]) -> np.ndarray:
+def _extra_block(a: _Analysis, llds: dict[str, np.ndarray]) -> np.ndarray:
     """eGeMAPS-style additions: pitch shape, loudness, voiced/unvoiced spectra, segments."""
     from scipy.signal import find_peaks
 
@@ -450,8 +408,8 @@ def _extra_block(a: _Analysis, spectral: dict[str, np.ndarray]) -> np.ndarray:
     dl = np.diff(loud)[a.speech[1:] & a.speech[:-1]]
     peaks, _props = find_peaks(np.where(a.speech, loud, 0.0), prominence=0.05, distance=int(0.1 * fps))
     vu_tracks = np.vstack([
-        spectral["alpha_ratio_db"], spectral["hammarberg_db"], _slope(a.db, _SLOPE_LO),
-        _slope(a.db, _SLOPE_MID), spectral["flux"], a.mfcc[1:5],
+        llds["alpha_ratio_db"], llds["hammarberg_db"], spectral.slope(a.db, _FREQS, 0, 500),
+        spectral.slope(a.db, _FREQS, 500, 1500), llds["flux"], a.mfcc[1:5],
     ])
     unv = a.speech & ~a.voiced
     vt = vu_tracks[:, a.voiced]
@@ -478,7 +436,7 @@ def _extra_block(a: _Analysis, spectral: dict[str, np.ndarray]) -> np.ndarray:
     ])
 
 
-def _more_block(a: _Analysis, spectral: dict[str, np.ndarray]) -> np.ndarray:
+def _more_block(a: _Analysis, llds: dict[str, np.ndarray]) -> np.ndarray:
     """Log-mel spread and dynamics, MFCC shape and voiced/unvoiced means, spectral skewness."""
     lm = a.logmel[:, a.speech]
     dlm = _delta(a.logmel)[:, a.speech]
@@ -490,7 +448,7 @@ def _more_block(a: _Analysis, spectral: dict[str, np.ndarray]) -> np.ndarray:
     mf = np.column_stack(
         [(z**3).mean(axis=1), (z**4).mean(axis=1) - 3.0, a.mfcc[:, a.voiced].mean(axis=1), um]
     ).reshape(-1)
-    sp = np.vstack(list(spectral.values()))[:, a.speech]
+    sp = np.vstack(list(llds.values()))[:, a.speech]
     zs = (sp - sp.mean(axis=1, keepdims=True)) / (sp.std(axis=1, keepdims=True) + 1e-9)
     return np.concatenate([lmf, mf, (zs**3).mean(axis=1)])
 

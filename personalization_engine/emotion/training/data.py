@@ -121,11 +121,11 @@ def cache_key(clips: list[LabelledClip]) -> str:
     """Key of a feature cache: the feature, loader and copy code and recipes, the voice encoder's
     weights, and the files (path, size)."""
     from ... import audio_io, pitch
-    from .. import dynamics, features, voice_encoder
+    from .. import dynamics, features, spectral, voice_encoder
     from . import augment
 
     h = hashlib.sha256()
-    for module in (features, dynamics, voice_encoder, pitch, audio_io, augment):
+    for module in (features, spectral, dynamics, voice_encoder, pitch, audio_io, augment):
         h.update(Path(str(module.__file__)).read_bytes())
     h.update(f"voice encoder {voice_encoder.WEIGHTS_SHA256}\n".encode())
     h.update(f"{COPY_RECIPES}|{sorted(CORPUS_COPIES.items())}\n".encode())
