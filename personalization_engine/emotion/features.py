@@ -121,17 +121,6 @@ COMPACT_COLUMNS: tuple[int, ...] = tuple(FEATURE_NAMES.index(n) for n in COMPACT
 
 _WINDOW = np.hanning(WIN + 2)[1:-1].astype(np.float32)
 _FREQS = np.fft.rfftfreq(N_FFT, 1.0 / SAMPLE_RATE)
-_MEL_FB: np.ndarray | None = None
-
-
-def _mel_fb() -> np.ndarray:
-    global _MEL_FB
-    if _MEL_FB is None:
-        import librosa  # heavy import, only when features are first computed
-
-        fb = librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS, fmin=50, fmax=8000)
-        _MEL_FB = fb.astype(np.float32)  # same dtype as the spectrogram: BLAS matmul
-    return _MEL_FB
 
 
 @dataclass(frozen=True)
@@ -220,7 +209,7 @@ def _analyse(x: np.ndarray) -> _Analysis:
             f"only {voiced_s:.2f} s of voiced speech found (need {MIN_VOICED_S} s); the clip "
             "seems to hold noise or silence, not speech. Record a clip of someone speaking."
         )
-    logmel = 10.0 * np.log10(_mel_fb() @ power + 1e-10)
+    logmel = 10.0 * np.log10(spectral.mel_filters(SAMPLE_RATE, N_FFT, N_MELS, fmin=50) @ power + 1e-10)
     logmel_mean = logmel[:, speech].mean(axis=1)
     logmel -= logmel_mean[:, None]  # CMN: a channel is a constant here
     mfcc = scipy.fft.dct(logmel, axis=0, norm="ortho")[:N_MFCC]  # linear: CMN carries over

@@ -9,6 +9,8 @@ functionals; every band edge is in Hz, so the descriptors do not depend on the F
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 #: The descriptors, in the order of :func:`spectral_llds`'s dictionary (and of the feature names).
@@ -20,6 +22,18 @@ LLD_NAMES = (
 #: The band-energy descriptors' edges (Hz), in LLD_NAMES order (the last takes in 8 kHz itself).
 ENERGY_BANDS_HZ = ((0, 500), (500, 1000), (1000, 2000), (2000, 4000), (4000, 8001))
 _EPS = 1e-10
+
+
+@functools.lru_cache(maxsize=8)
+def mel_filters(sample_rate: int, n_fft: int, n_mels: int, fmin: float = 0.0) -> np.ndarray:
+    """Slaney mel filterbank (n_mels, n_fft // 2 + 1) up to sample_rate / 2, float32 (the
+    spectrograms' dtype: a BLAS product), built once per setting; read-only (it is shared)."""
+    import librosa  # heavy import, only when features are first computed
+
+    fb = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=sample_rate / 2)
+    fb = fb.astype(np.float32)
+    fb.flags.writeable = False
+    return fb
 
 
 def band(freqs: np.ndarray, lo: float, hi: float) -> np.ndarray:

@@ -19,6 +19,7 @@ window's last-layer outputs are averaged over time, then the windows are average
 
 from __future__ import annotations
 
+import functools
 import threading
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModelLoadError
+from . import spectral
 
 #: The shipped weights (resolved from the package, not the working directory).
 WEIGHTS_PATH = Path(__file__).resolve().parents[2] / "models" / "voice_encoder.safetensors"
@@ -55,7 +57,6 @@ _RETRAIN = (
 )
 _lock = threading.Lock()
 _encoder: Any = None
-_mel: dict[tuple[int, int], np.ndarray] = {}
 
 
 def read_weights(path: Path | None = None) -> bytes:
@@ -104,16 +105,11 @@ def encoder(path: Path | None = None) -> Any:
         return _encoder
 
 
+@functools.lru_cache(maxsize=4)
 def _mel_fb(n_fft: int, sample_rate: int) -> np.ndarray:
-    fb = _mel.get((n_fft, sample_rate))
-    if fb is None:
-        import librosa
-
-        # Slaney-normalised filters sum n_fft / 400 times more bins than the encoder's 400-point
-        # FFT: scale them back, so the bands have the levels the encoder was trained on.
-        fb = (librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=N_MELS) * (400.0 / n_fft)).astype(np.float32)
-        _mel[(n_fft, sample_rate)] = fb
-    return fb
+    # Slaney-normalised filters sum n_fft / 400 times more bins than the encoder's 400-point
+    # FFT: scale them back, so the bands have the levels the encoder was trained on.
+    return spectral.mel_filters(sample_rate, n_fft, N_MELS) * np.float32(400.0 / n_fft)
 
 
 def partial_starts(n_frames: int, length: int = PARTIAL_FRAMES, max_windows: int = MAX_WINDOWS) -> np.ndarray:
